@@ -1,0 +1,250 @@
+"""Incremental encoders for the six output formats (DESIGN rule 5).
+
+An encoder takes float32 mono chunks at its sample rate and returns bytes as
+they become available. In *stream* mode every returned piece can be sent at
+once and the concatenation is a valid file that decodes completely. In
+*whole* mode nothing is returned until :meth:`Encoder.finish`, which gives a
+file with exact lengths in its headers (WAV sizes, FLAC STREAMINFO).
+
+Choices that matter to clients:
+
+* WAV streams carry one header whose sizes say "unknown" (0xFFFFFFFF), the
+  convention ffmpeg, browsers and Python's ``wave`` read to the end of data.
+* MP3 never carries a Xing/Info frame: a streamed one cannot know its frame
+  count, and a wrong count makes iOS players report zero duration. Streamed
+  and whole MP3 responses are therefore byte-identical.
+* Opus goes in Ogg with short pages so audio leaves as it is encoded; the Ogg
+  pre-skip and final granule make it decode to the exact sample count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+from abc import ABC, abstractmethod
+
+import av
+import numpy as np
+from av.audio.stream import AudioStream
+
+from voxgate.audio.formats import AudioFormat, info
+from voxgate.audio.pcm import Samples, to_s16le
+
+
+class Encoder(ABC):
+    def __init__(self, fmt: AudioFormat, sample_rate: int, *, whole: bool) -> None:
+        self.format = fmt
+        self.sample_rate = sample_rate
+        self.whole = whole
+        self.media_type = info(fmt).media_type
+        self.samples_in = 0
+
+    def encode(self, samples: Samples) -> bytes:
+        self.samples_in += samples.size
+        return self._encode(samples)
+
+    @abstractmethod
+    def _encode(self, samples: Samples) -> bytes: ...
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """Flush everything; the returned bytes complete the file."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release native resources without producing output (on abort)."""
+
+
+class PcmEncoder(Encoder):
+    """Headerless s16le mono: what OpenAI's ``pcm`` and CosyVoice's servers send."""
+
+    def __init__(self, sample_rate: int, *, whole: bool = False) -> None:
+        super().__init__(AudioFormat.PCM, sample_rate, whole=whole)
+        self._held: list[bytes] = []
+
+    def _encode(self, samples: Samples) -> bytes:
+        data = to_s16le(samples)
+        if self.whole:
+            self._held.append(data)
+            return b""
+        return data
+
+    def finish(self) -> bytes:
+        data = b"".join(self._held)
+        self._held.clear()
+        return data
+
+
+UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
+    """A 44-byte PCM WAV header; ``None`` writes the streaming "unknown" sizes."""
+    if data_bytes is None:
+        riff_size = data_size = UNKNOWN_SIZE
+    else:
+        data_size = data_bytes
+        riff_size = min(36 + data_bytes, UNKNOWN_SIZE)
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff_size)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_size)
+    )
+
+
+class WavEncoder(Encoder):
+    def __init__(self, sample_rate: int, *, whole: bool = False) -> None:
+        super().__init__(AudioFormat.WAV, sample_rate, whole=whole)
+        self._pcm = PcmEncoder(sample_rate, whole=whole)
+        self._header_sent = False
+
+    def _encode(self, samples: Samples) -> bytes:
+        data = self._pcm.encode(samples)
+        if self.whole or self._header_sent:
+            return data
+        self._header_sent = True
+        return wav_header(self.sample_rate, None) + data
+
+    def finish(self) -> bytes:
+        if self.whole:
+            data = self._pcm.finish()
+            return wav_header(self.sample_rate, len(data)) + data
+        if not self._header_sent:  # an empty stream is still a valid file
+            self._header_sent = True
+            return wav_header(self.sample_rate, None)
+        return b""
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, non-seekable file for PyAV: we take bytes as they come."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._buf += b
+        return len(b)
+
+    def take(self) -> bytes:
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+
+_CODECS: dict[AudioFormat, tuple[str, str, dict[str, str]]] = {
+    # format -> (muxer, encoder, muxer options)
+    AudioFormat.MP3: ("mp3", "libmp3lame", {"write_xing": "0", "id3v2_version": "0"}),
+    AudioFormat.OPUS: ("ogg", "libopus", {"page_duration": "100000"}),
+    AudioFormat.AAC: ("adts", "aac", {}),
+    AudioFormat.FLAC: ("flac", "flac", {}),
+}
+
+
+def _bit_rate(fmt: AudioFormat, sample_rate: int) -> int | None:
+    if fmt is AudioFormat.FLAC:
+        return None
+    if fmt is AudioFormat.OPUS:
+        return 32_000 if sample_rate <= 24_000 else 48_000
+    return 64_000 if sample_rate <= 24_000 else 96_000
+
+
+class AvEncoder(Encoder):
+    """MP3, Opus, AAC and FLAC through PyAV's muxers and encoders."""
+
+    def __init__(self, fmt: AudioFormat, sample_rate: int, *, whole: bool = False) -> None:
+        super().__init__(fmt, sample_rate, whole=whole)
+        muxer, codec, options = _CODECS[fmt]
+        # Whole FLAC is written seekably so STREAMINFO gets its totals; every
+        # other format is the same bytes either way.
+        self._seekable = whole and fmt is AudioFormat.FLAC
+        self._file: io.BytesIO | _Sink = io.BytesIO() if self._seekable else _Sink()
+        # bitexact: no random Ogg serial, no version strings, so the same audio
+        # always encodes to the same bytes (caches and ETags rely on it).
+        self._container = av.open(
+            self._file, mode="w", format=muxer, options={"fflags": "+bitexact", **options}
+        )
+        stream = self._container.add_stream(codec, rate=sample_rate)
+        assert isinstance(stream, AudioStream)
+        self._stream: AudioStream = stream
+        self._stream.layout = "mono"
+        bit_rate = _bit_rate(fmt, sample_rate)
+        if bit_rate:
+            self._stream.bit_rate = bit_rate
+        formats = self._stream.codec_context.codec.audio_formats or []
+        self._sample_format = formats[0].name if formats else "flt"
+        self._pts = 0
+        self._held: list[bytes] = []
+        self._closed = False
+
+    def _frame(self, samples: Samples) -> av.AudioFrame:
+        fmt = self._sample_format
+        if fmt in ("flt", "fltp"):
+            arr = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
+        elif fmt in ("s16", "s16p"):
+            ints = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
+            arr = ints.reshape(1, -1)
+        elif fmt in ("s32", "s32p"):
+            ints32 = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int32) << 16
+            arr = ints32.reshape(1, -1)
+        else:  # pragma: no cover - codecs above only offer these
+            raise RuntimeError(f"unexpected sample format {fmt}")
+        frame = av.AudioFrame.from_ndarray(arr, format=fmt, layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        self._pts += samples.size
+        return frame
+
+    def _take(self) -> bytes:
+        if self._seekable:
+            return b""
+        assert isinstance(self._file, _Sink)
+        data = self._file.take()
+        if self.whole:
+            self._held.append(data)
+            return b""
+        return data
+
+    def _encode(self, samples: Samples) -> bytes:
+        if samples.size == 0:
+            return b""
+        for packet in self._stream.encode(self._frame(samples)):
+            self._container.mux(packet)
+        return self._take()
+
+    def finish(self) -> bytes:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        self._closed = True
+        if self._seekable:
+            assert isinstance(self._file, io.BytesIO)
+            return self._file.getvalue()
+        tail = self._take()
+        if self.whole:
+            data = b"".join(self._held)
+            self._held.clear()
+            return data
+        return tail
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._container.close()
+
+
+def make_encoder(fmt: AudioFormat, sample_rate: int, *, whole: bool = False) -> Encoder:
+    if fmt is AudioFormat.PCM:
+        return PcmEncoder(sample_rate, whole=whole)
+    if fmt is AudioFormat.WAV:
+        return WavEncoder(sample_rate, whole=whole)
+    return AvEncoder(fmt, sample_rate, whole=whole)
