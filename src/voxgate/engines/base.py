@@ -1,0 +1,210 @@
+"""The engine protocol (DESIGN rule 2).
+
+An engine declares what it can do (:class:`Capabilities`) and turns one
+:class:`EngineRequest` into an async stream of float32 mono PCM chunks at its
+native sample rate. Everything else (text splitting, lowering unsupported
+markup, tempo and volume it cannot do, resampling, encoding, admission) is
+the pipeline's job, so an engine adapter stays small.
+
+Engines own their blocking work: they run it in threads or processes they
+manage and never block the event loop (DESIGN rule 3). When the consumer
+stops iterating (client gone), the generator is closed and the engine must
+stop the work it started and free its slot.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from voxgate.audio.pcm import Samples
+from voxgate.text.markup import Feature
+from voxgate.text.split import Segment
+
+
+class Mode(StrEnum):
+    """CosyVoice's inference modes."""
+
+    SFT = "sft"
+    ZERO_SHOT = "zero_shot"
+    CROSS_LINGUAL = "cross_lingual"
+    INSTRUCT = "instruct"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    modes: frozenset[Mode]
+    languages: frozenset[str]
+    sample_rate: int
+    streaming: bool  # audio leaves before a segment is fully synthesized
+    max_concurrency: int
+    # Tempo range the engine applies itself; the pipeline stretches the rest.
+    speed_range: tuple[float, float] | None = None
+    pitch: bool = False  # honours a pitch shift in semitones
+    volume: bool = False  # honours a volume factor
+    markup: frozenset[Feature] = frozenset()
+    text_streaming: bool = False  # accepts text while it arrives
+    max_segment_chars: int = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modes": sorted(self.modes),
+            "languages": sorted(self.languages),
+            "sample_rate": self.sample_rate,
+            "streaming": self.streaming,
+            "text_streaming": self.text_streaming,
+            "max_concurrency": self.max_concurrency,
+            "speed_range": list(self.speed_range) if self.speed_range else None,
+            "pitch": self.pitch,
+            "volume": self.volume,
+            "markup": sorted(self.markup),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """A voice an engine offers by itself (CosyVoice's SFT speakers)."""
+
+    id: str
+    name: str
+    language: str
+    gender: str | None = None
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the caller should know: an instruction not honoured, markup
+    approximated. Sent as ``X-Voxgate-Warning`` headers (ASCII only)."""
+
+    code: str
+    message: str
+
+    def header(self) -> str:
+        text = f"{self.code}: {self.message}"
+        return text.encode("ascii", "replace").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    request_id: str
+    mode: Mode
+    segments: Sequence[Segment]
+    speaker: Speaker | None
+    instruct: str | None = None
+    language: str | None = None
+    speed: float = 1.0  # within capabilities.speed_range
+    pitch: float = 0.0  # semitones, only if capabilities.pitch
+    volume: float = 1.0  # only if capabilities.volume
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    samples: Samples  # float32, mono, native rate
+    segment: int  # index of the segment it belongs to
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Live counters, exposed by ``GET /v1/engines`` and metrics."""
+
+    active: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "active": self.active,
+            "started": self.started,
+            "completed": self.completed,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+        }
+
+
+class Engine(abc.ABC):
+    """Base class with the bookkeeping every engine shares."""
+
+    kind: str = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stats = EngineStats()
+        self._ready = False
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abc.abstractmethod
+    def speakers(self) -> Sequence[Speaker]: ...
+
+    async def start(self) -> None:
+        """Load models, start helpers. Called once before serving."""
+        self._ready = True
+
+    async def close(self) -> None:
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def check(self, request: EngineRequest) -> list[Notice]:
+        """Validate a request before admission; raise a RequestError or return
+        notices for what will be approximated. Cheap and side-effect free."""
+        return []
+
+    def default_speaker(self) -> Speaker | None:
+        speakers = self.speakers()
+        return speakers[0] if speakers else None
+
+    def describe(self) -> Mapping[str, Any]:
+        """Engine-specific facts for ``GET /v1/engines`` (model, version...)."""
+        return {}
+
+    async def synthesize(self, request: EngineRequest) -> AsyncGenerator[AudioChunk, None]:
+        """Synthesize with bookkeeping; engines implement :meth:`_synthesize`."""
+        self.stats.active += 1
+        self.stats.started += 1
+        outcome = "cancelled"
+        try:
+            async for chunk in self._synthesize(request):
+                yield chunk
+            outcome = "completed"
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            outcome = "cancelled" if _is_cancel(exc) else "failed"
+            raise
+        finally:
+            self.stats.active -= 1
+            if outcome == "completed":
+                self.stats.completed += 1
+            elif outcome == "failed":
+                self.stats.failed += 1
+            else:
+                self.stats.cancelled += 1
+
+    @abc.abstractmethod
+    def _synthesize(self, request: EngineRequest) -> AsyncIterator[AudioChunk]: ...
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(exc, asyncio.CancelledError | GeneratorExit)
+
+
+def empty_chunk(segment: int) -> AudioChunk:
+    return AudioChunk(np.zeros(0, dtype=np.float32), segment)
