@@ -1,0 +1,351 @@
+"""SynthesisRequest -> encoded audio chunks: the one path every surface uses.
+
+Two phases, so that every 4xx and every 503 is answered before a response
+starts:
+
+1. :meth:`Pipeline.prepare` validates the request against the engine's
+   capabilities, normalizes, lowers and splits the text, resolves the voice,
+   plans tempo/volume/resampling, and takes an admission slot.
+2. The returned :class:`Synthesis` streams (or collects) encoded audio and
+   releases its slot when it ends, fails, or is closed because the client
+   went away, which also closes the engine's generator and stops its work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxgate import errors
+from voxgate.audio.encoders import Encoder, make_encoder
+from voxgate.audio.formats import AudioFormat, info, nearest_rate, rate_allowed
+from voxgate.audio.pcm import Samples, apply_gain, sanitize
+from voxgate.audio.resample import StreamResampler
+from voxgate.audio.tempo import TempoStretcher
+from voxgate.config import Settings
+from voxgate.engines.base import Engine, EngineRequest, Mode, Notice
+from voxgate.engines.registry import EngineRegistry
+from voxgate.errors import EngineUnavailable, RequestError
+from voxgate.serving.admission import Admission, Lease, Priority
+from voxgate.text.lowering import lower
+from voxgate.text.markup import Feature, has_content, parse
+from voxgate.text.normalize import normalize
+from voxgate.text.split import split
+from voxgate.voices import ResolvedVoice, VoiceDirectory
+
+SPEED_RANGE = (0.25, 4.0)
+PITCH_RANGE = (-12.0, 12.0)
+VOLUME_RANGE = (0.0, 2.0)
+
+_LOWERED_NOTICE = {
+    Feature.EVENTS: "this engine has no event tags such as [laughter]; they were left out",
+    Feature.EMPHASIS: "this engine has no <strong> emphasis; the words are read plainly",
+    Feature.PINYIN: "pinyin annotations were replaced by a character with that reading",
+    Feature.ARPABET: "ARPAbet annotations are not supported by this engine and were left out",
+    Feature.CONTROL: "<|...|> control tokens are engine syntax and were removed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisRequest:
+    """What every surface translates its wire format into (DESIGN rule 1)."""
+
+    text: str
+    voice: str | None = None
+    engine: str | None = None
+    mode: Mode = Mode.SFT
+    instruct: str | None = None
+    language: str | None = None
+    speed: float = 1.0
+    pitch: float = 0.0
+    volume: float = 1.0
+    format: AudioFormat = AudioFormat.WAV
+    sample_rate: int | None = None
+    seed: int = 0
+    priority: Priority = Priority.REALTIME
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    max_chars: int | None = None  # overrides the configured limit (jobs)
+
+
+@dataclass(slots=True)
+class Usage:
+    characters: int = 0
+    samples: int = 0
+    sample_rate: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    first_audio_s: float | None = None
+    total_s: float | None = None
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.samples / self.sample_rate if self.sample_rate else 0.0
+
+
+def _check_range(value: float, bounds: tuple[float, float], code: str, param: str) -> None:
+    if not (np.isfinite(value) and bounds[0] <= value <= bounds[1]):
+        raise RequestError(
+            f"{param} must be between {bounds[0]:g} and {bounds[1]:g}, got {value:g}",
+            code=code,
+            hint=f"Use a {param} in [{bounds[0]:g}, {bounds[1]:g}].",
+            param=param,
+        )
+
+
+class Synthesis:
+    """A prepared, admitted synthesis. Iterate it once (stream or whole), or
+    close it; either way its admission slot is released exactly once."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        request: EngineRequest,
+        voice: ResolvedVoice,
+        fmt: AudioFormat,
+        sample_rate: int,
+        tempo: float,
+        gain: float,
+        notices: list[Notice],
+        lease: Lease,
+        usage: Usage,
+    ) -> None:
+        self.engine = engine
+        self.request = request
+        self.voice = voice
+        self.format = fmt
+        self.sample_rate = sample_rate
+        self.media_type = info(fmt).media_type
+        self.notices = notices
+        self.usage = usage
+        self._tempo = tempo
+        self._gain = gain
+        self._lease = lease
+        self._used = False
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Response headers that describe the audio (sent before it)."""
+        h = [
+            ("X-Sample-Rate", str(self.sample_rate)),
+            ("X-Channels", "1"),
+            ("X-Audio-Format", self.format.value),
+            ("X-Voxgate-Engine", self.engine.name),
+            ("X-Voxgate-Voice", self.voice.speaker.id),
+        ]
+        h.extend(("X-Voxgate-Warning", n.header()) for n in self.notices)
+        return h
+
+    async def pcm(self) -> AsyncIterator[Samples]:
+        """Post-processed float32 samples at the output rate."""
+        self._claim()
+        engine_rate = self.engine.capabilities.sample_rate
+        stretcher = TempoStretcher(engine_rate, self._tempo) if self._tempo != 1.0 else None
+        resampler = StreamResampler(engine_rate, self.sample_rate)
+        try:
+            async with contextlib.aclosing(self.engine.synthesize(self.request)) as chunks:
+                async for chunk in chunks:
+                    x = apply_gain(sanitize(chunk.samples), self._gain)
+                    if stretcher is not None:
+                        x = stretcher.process(x)
+                    x = resampler.process(x)
+                    if x.size:
+                        self.usage.samples += x.size
+                        yield x
+            tail = [resampler.process(stretcher.flush())] if stretcher is not None else []
+            tail.append(resampler.flush())
+            rest = np.concatenate(tail)
+            if rest.size:
+                self.usage.samples += rest.size
+                yield rest
+        finally:
+            self._finish()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Encoded bytes as they are produced; the concatenation is a valid file."""
+        encoder = make_encoder(self.format, self.sample_rate, whole=False)
+        async for data in self._encode(encoder):
+            yield data
+
+    async def read_all(self) -> bytes:
+        """The whole file, with exact lengths in its headers."""
+        encoder = make_encoder(self.format, self.sample_rate, whole=True)
+        return b"".join([data async for data in self._encode(encoder)])
+
+    async def _encode(self, encoder: Encoder) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for x in self.pcm():
+                data = encoder.encode(x)
+                if data:
+                    self._mark_first_audio()
+                    yield data
+            tail = encoder.finish()
+            finished = True
+            if tail:
+                self._mark_first_audio()
+                yield tail
+        finally:
+            if not finished:
+                encoder.close()
+
+    async def aclose(self) -> None:
+        """Give up without synthesizing (or after a failure): free the slot."""
+        self._finish()
+
+    def _claim(self) -> None:
+        if self._used:
+            raise RuntimeError("a Synthesis can be consumed only once")
+        self._used = True
+
+    def _mark_first_audio(self) -> None:
+        if self.usage.first_audio_s is None:
+            self.usage.first_audio_s = time.monotonic() - self.usage.started_at
+
+    def _finish(self) -> None:
+        if self.usage.total_s is None:
+            self.usage.total_s = time.monotonic() - self.usage.started_at
+        self._lease.release()
+
+
+class Pipeline:
+    def __init__(self, registry: EngineRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.voices = VoiceDirectory(settings.voice_aliases, settings.default_voice)
+        self.admission: dict[str, Admission] = {}
+        for engine in registry:
+            cfg = settings.engines.get(engine.name)
+            queue = cfg.queue_size if cfg and cfg.queue_size is not None else None
+            wait = cfg.queue_timeout_s if cfg and cfg.queue_timeout_s is not None else None
+            self.admission[engine.name] = Admission(
+                engine.name,
+                capacity=engine.capabilities.max_concurrency,
+                max_queue=settings.queue_size if queue is None else queue,
+                max_wait_s=settings.queue_timeout_s if wait is None else wait,
+            )
+
+    async def prepare(self, req: SynthesisRequest) -> Synthesis:
+        usage = Usage()
+        engine = self.registry.get(req.engine)
+        if not engine.ready:
+            raise EngineUnavailable(
+                f"engine {engine.name!r} is not ready",
+                hint="GET /readyz shows engine state; retry shortly.",
+                retry_after=5,
+            )
+        caps = engine.capabilities
+        self._check_mode(engine, req)
+        _check_range(req.speed, SPEED_RANGE, errors.SPEED_OUT_OF_RANGE, "speed")
+        _check_range(req.pitch, PITCH_RANGE, errors.PITCH_OUT_OF_RANGE, "pitch")
+        _check_range(req.volume, VOLUME_RANGE, errors.VOLUME_OUT_OF_RANGE, "volume")
+        fmt, sample_rate = self._output(engine, req)
+
+        text = normalize(req.text)
+        limit = req.max_chars or self.settings.max_input_chars
+        if len(text) > limit:
+            raise RequestError(
+                f"text is {len(text)} characters; the limit is {limit}",
+                code=errors.TEXT_TOO_LONG,
+                hint="Split the text into several requests (or raise VOXGATE_MAX_INPUT_CHARS).",
+                param="text",
+            )
+        nodes, lowered = lower(parse(text), caps.markup)
+        notices = [Notice("markup_lowered", _LOWERED_NOTICE[f]) for f in sorted(lowered)]
+        if not has_content(nodes):
+            raise RequestError(
+                "text is empty",
+                code=errors.TEXT_EMPTY,
+                hint="Send at least one word to speak.",
+                param="text",
+            )
+        segments = split(
+            nodes,
+            max_chars=caps.max_segment_chars,
+            first_max_chars=min(self.settings.first_segment_chars, caps.max_segment_chars),
+        )
+        if not segments:
+            raise RequestError("text is empty", code=errors.TEXT_EMPTY, param="text")
+        usage.characters = len(text)
+        usage.sample_rate = sample_rate
+
+        voice = self.voices.resolve(engine, req.voice)
+        native_speed, tempo = self._split_speed(engine, req.speed)
+        if req.pitch and not caps.pitch:
+            notices.append(Notice("pitch_unsupported", f"engine {engine.name} cannot shift pitch"))
+        ereq = EngineRequest(
+            request_id=req.request_id,
+            mode=req.mode,
+            segments=tuple(segments),
+            speaker=voice.speaker,
+            instruct=req.instruct,
+            language=req.language,
+            speed=native_speed,
+            pitch=req.pitch if caps.pitch else 0.0,
+            volume=req.volume if caps.volume else 1.0,
+            seed=req.seed,
+        )
+        notices.extend(engine.check(ereq))
+        lease = await self.admission[engine.name].acquire(req.priority)
+        return Synthesis(
+            engine=engine,
+            request=ereq,
+            voice=voice,
+            fmt=fmt,
+            sample_rate=sample_rate,
+            tempo=tempo,
+            gain=1.0 if caps.volume else req.volume,
+            notices=notices,
+            lease=lease,
+            usage=usage,
+        )
+
+    def _check_mode(self, engine: Engine, req: SynthesisRequest) -> None:
+        modes = engine.capabilities.modes
+        if req.mode not in modes:
+            raise RequestError(
+                f"engine {engine.name!r} does not support mode {req.mode.value!r}",
+                code=errors.MODE_UNSUPPORTED,
+                hint=f"Engine {engine.name!r} supports: {', '.join(sorted(modes))}. "
+                "zero_shot and cross_lingual need a CosyVoice engine.",
+                param="mode",
+            )
+        if req.mode is Mode.INSTRUCT and not (req.instruct and req.instruct.strip()):
+            raise RequestError(
+                "mode instruct needs an instruction",
+                code=errors.INSTRUCT_REQUIRED,
+                hint='Add "instruct", e.g. "speak slowly" or "用悲伤的语气".',
+                param="instruct",
+            )
+
+    def _output(self, engine: Engine, req: SynthesisRequest) -> tuple[AudioFormat, int]:
+        fmt = req.format
+        if req.sample_rate is None:
+            return fmt, nearest_rate(fmt, engine.capabilities.sample_rate)
+        if not rate_allowed(fmt, req.sample_rate):
+            rates = info(fmt).rates
+            allowed = ", ".join(map(str, rates)) if rates else "8000-192000"
+            raise RequestError(
+                f"{fmt.value} cannot carry {req.sample_rate} Hz",
+                code=errors.SAMPLE_RATE_UNSUPPORTED,
+                hint=f"Allowed for {fmt.value}: {allowed}.",
+                param="sample_rate",
+            )
+        return fmt, req.sample_rate
+
+    @staticmethod
+    def _split_speed(engine: Engine, speed: float) -> tuple[float, float]:
+        """Speed the engine applies itself, and the tempo factor left to us."""
+        rng = engine.capabilities.speed_range
+        if rng is None:
+            return 1.0, speed
+        native = min(max(speed, rng[0]), rng[1])
+        tempo = speed / native
+        return native, (1.0 if abs(tempo - 1.0) < 1e-6 else tempo)

@@ -1,0 +1,67 @@
+"""Resolving what a caller calls a voice to something an engine can speak with.
+
+A caller may name a voice by an engine speaker id (``en-us-f3``), an alias
+the engine declares (CosyVoice's ``中文女``, OpenAI's ``alloy``), or an alias
+from configuration (``VOXGATE_VOICE_ALIASES``). Matching ignores case and
+surrounding space so ``Alloy`` works too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from voxgate import errors
+from voxgate.engines.base import Engine, Speaker
+from voxgate.errors import RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedVoice:
+    speaker: Speaker
+    requested: str | None  # what the caller said, for logs and headers
+
+
+def _key(name: str) -> str:
+    return name.strip().casefold()
+
+
+class VoiceDirectory:
+    def __init__(self, aliases: Mapping[str, str], default_voice: str | None) -> None:
+        self._aliases = {_key(k): v for k, v in aliases.items()}
+        self._default = default_voice
+
+    def resolve(self, engine: Engine, voice: str | None) -> ResolvedVoice:
+        name = voice if voice not in (None, "") else self._default
+        if name is None:
+            speaker = engine.default_speaker()
+            if speaker is None:
+                raise RequestError(
+                    f"engine {engine.name!r} has no built-in speakers; a voice is required",
+                    code=errors.VOICE_NOT_FOUND,
+                    hint="Pass a registered voice id.",
+                    param="voice",
+                )
+            return ResolvedVoice(speaker, None)
+        speaker = self._lookup(engine, name)
+        if speaker is None:
+            aliases = [a for s in engine.speakers() for a in s.aliases][:6]
+            examples = f" Names such as {', '.join(aliases)} also work." if aliases else ""
+            raise RequestError(
+                f"engine {engine.name!r} has no voice {name!r}",
+                code=errors.VOICE_NOT_FOUND,
+                hint=f"GET /v1/audio/voices lists the voice ids.{examples}",
+                param="voice",
+            )
+        return ResolvedVoice(speaker, name)
+
+    def _lookup(self, engine: Engine, name: str) -> Speaker | None:
+        key = _key(name)
+        target = self._aliases.get(key)
+        candidates = [key] if target is None else [_key(target), key]
+        speakers = engine.speakers()
+        for cand in candidates:
+            for speaker in speakers:
+                if _key(speaker.id) == cand or cand in (_key(a) for a in speaker.aliases):
+                    return speaker
+        return None
