@@ -1,0 +1,30 @@
+"""Liveness and readiness, for load balancers and Kubernetes probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from voxgate.api import deps
+from voxgate.engines.registry import EngineRegistry
+
+router = APIRouter(tags=["Health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "An engine is not ready."}})
+async def readyz(registry: EngineRegistry = Depends(deps.registry)) -> Any:
+    """Every configured engine is loaded and accepting work."""
+    engines = {e.name: e.ready for e in registry}
+    ready = all(engines.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "engines": engines},
+        status_code=200 if ready else 503,
+    )

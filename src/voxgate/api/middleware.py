@@ -1,0 +1,108 @@
+"""Per-request context as plain ASGI middleware (no buffering, so streaming
+and disconnect detection are untouched): a request id, the body size limit,
+and one access log line with what the route recorded about the synthesis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from voxgate import errors
+from voxgate.api.errors import error_payload
+from voxgate.errors import VoxgateError
+
+log = logging.getLogger("voxgate.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestTooLarge(VoxgateError):
+    default_code = errors.REQUEST_TOO_LARGE
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 0
+        sent = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        limit = self.max_body_bytes
+        declared = headers.get("content-length")
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await self._too_large(send_wrapper, limit)
+                return
+            received = 0
+
+            async def receive_wrapper() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise RequestTooLarge(
+                            f"request body exceeds {limit} bytes",
+                            hint="Send less, or raise VOXGATE_MAX_BODY_BYTES.",
+                        )
+                return message
+
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            fields = {
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "bytes": sent,
+                "client": (scope.get("client") or ("", 0))[0],
+                **state.get("log", {}),
+            }
+            log.info("request", extra=fields)
+
+    @staticmethod
+    async def _too_large(send: Send, limit: int) -> None:
+        body = json.dumps(
+            error_payload(
+                errors.REQUEST_TOO_LARGE,
+                f"request body exceeds {limit} bytes",
+                "Send less, or raise VOXGATE_MAX_BODY_BYTES.",
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

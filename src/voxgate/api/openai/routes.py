@@ -1,0 +1,81 @@
+"""OpenAI-compatible speech: translate, run the pipeline, translate back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from voxgate.api import deps, responses
+from voxgate.api.openai.protocol import Model, ModelList, SpeechRequest
+from voxgate.audio.formats import AudioFormat
+from voxgate.config import Settings
+from voxgate.engines.registry import EngineRegistry
+from voxgate.pipeline import Pipeline, SynthesisRequest
+
+router = APIRouter(tags=["OpenAI"])
+
+AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Audio in the requested format, streamed as it is synthesized.",
+        "content": {
+            media: {}
+            for media in (
+                "audio/mpeg",
+                "audio/ogg",
+                "audio/aac",
+                "audio/flac",
+                "audio/wav",
+                "audio/pcm",
+                "text/event-stream",
+            )
+        },
+    }
+}
+
+
+@router.post("/v1/audio/speech", responses=AUDIO_RESPONSES, response_class=Response)
+async def create_speech(
+    body: SpeechRequest,
+    request: Request,
+    pipeline: Pipeline = Depends(deps.pipeline),
+    settings: Settings = Depends(deps.settings),
+) -> Response:
+    """Generate speech. The body streams as audio is synthesized (like OpenAI's)."""
+    req = SynthesisRequest(
+        text=body.input,
+        voice=body.voice_name(),
+        engine=body.model,
+        instruct=body.instructions,
+        language=body.language,
+        speed=body.speed,
+        format=AudioFormat(body.response_format),
+        sample_rate=body.sample_rate or settings.openai_sample_rate,
+        request_id=deps.request_id(request),
+    )
+    synthesis = await pipeline.prepare(req)
+    state = deps.request_state(request)
+    if body.stream_format == "sse":
+        return await responses.sse_stream(synthesis, state)
+    return await responses.audio_stream(synthesis, state)
+
+
+def _models(registry: EngineRegistry) -> list[Model]:
+    models = [Model(id=e.name, engine=e.name, kind=e.kind) for e in registry]
+    for alias, target in sorted(registry.aliases().items()):
+        engine = registry.get(target)
+        models.append(Model(id=alias, engine=engine.name, kind=engine.kind))
+    return models
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(registry: EngineRegistry = Depends(deps.registry)) -> ModelList:
+    """Engines and the model names (tts-1, ...) that point at them."""
+    return ModelList(data=_models(registry))
+
+
+@router.get("/v1/models/{model}", response_model=Model)
+async def get_model(model: str, registry: EngineRegistry = Depends(deps.registry)) -> Any:
+    engine = registry.get(model)  # raises model_not_found
+    return Model(id=model, engine=engine.name, kind=engine.kind)

@@ -1,0 +1,233 @@
+"""Audio over HTTP: whole files, chunked streams and server-sent events.
+
+Three rules from DESIGN.md meet here:
+
+* A response starts only once the first audio exists. Until then any failure
+  (overload, engine error) is answered with a proper status and error code;
+  this costs nothing, as headers without audio are of no use to a player.
+* A client that disconnects cancels the synthesis at once: the stream watches
+  for ``http.disconnect`` instead of waiting for the next write to fail.
+* A stream that fails midway must be detectable. Audio streams end without
+  the terminating chunk (clients see a truncated chunked body); SSE streams
+  send an ``error`` event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from voxgate.api.errors import error_payload
+from voxgate.errors import INTERNAL_ERROR, VoxgateError
+from voxgate.pipeline import Synthesis
+
+log = logging.getLogger("voxgate.api")
+
+_STREAM_HEADERS = [("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")]
+
+
+class _Stream(Response):
+    """Sends a prepared first chunk, then the rest, watching for disconnect."""
+
+    def __init__(
+        self,
+        first: bytes,
+        rest: AsyncIterator[bytes],
+        *,
+        media_type: str,
+        headers: list[tuple[str, str]],
+        on_close: Callable[[str], None],
+    ) -> None:
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self._first = first
+        self._rest = rest
+        self._on_close = on_close
+        self.raw_headers = [(b"content-type", media_type.encode("latin-1"))]
+        self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = "disconnected"
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with anyio.create_task_group() as tg:
+
+                async def pump() -> None:
+                    nonlocal outcome
+                    try:
+                        if self._first:
+                            await send(
+                                {
+                                    "type": "http.response.body",
+                                    "body": self._first,
+                                    "more_body": True,
+                                }
+                            )
+                        async for chunk in self._rest:
+                            await send(
+                                {"type": "http.response.body", "body": chunk, "more_body": True}
+                            )
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                        outcome = "completed"
+                    except VoxgateError as exc:
+                        outcome = "failed"
+                        log.warning("stream failed midway: %s %s", exc.code, exc.message)
+                    except OSError:
+                        outcome = "disconnected"
+                    except Exception:
+                        outcome = "failed"
+                        log.exception("stream failed midway")
+                    tg.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    while True:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            tg.cancel_scope.cancel()
+                            return
+
+                tg.start_soon(pump)
+                tg.start_soon(watch)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._rest.aclose()  # type: ignore[attr-defined]
+            self._on_close(outcome)
+        # On "failed" we return without the final empty body: the server then
+        # closes the connection, and the client sees a truncated chunked body.
+
+
+async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return b""
+    except BaseException:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise
+
+
+def _record(request_state: dict[str, Any], synthesis: Synthesis) -> Callable[[str], None]:
+    def done(outcome: str) -> None:
+        usage = synthesis.usage
+        request_state.setdefault("log", {}).update(
+            outcome=outcome,
+            audio_s=round(usage.audio_seconds, 3),
+            ttfa_ms=None if usage.first_audio_s is None else round(usage.first_audio_s * 1000, 1),
+        )
+
+    return done
+
+
+def describe(state: dict[str, Any], synthesis: Synthesis) -> None:
+    """Facts about the synthesis for the request's log line."""
+    state.setdefault("log", {}).update(
+        engine=synthesis.engine.name,
+        voice=synthesis.voice.speaker.id,
+        characters=synthesis.usage.characters,
+        format=synthesis.format.value,
+    )
+
+
+async def whole(synthesis: Synthesis, state: dict[str, Any]) -> Response:
+    describe(state, synthesis)
+    try:
+        data = await synthesis.read_all()
+    finally:
+        await synthesis.aclose()
+    _record(state, synthesis)("completed")
+    return Response(
+        content=data,
+        media_type=synthesis.media_type,
+        headers=dict(synthesis.headers()) | {"Cache-Control": "no-store"},
+    )
+
+
+async def audio_stream(synthesis: Synthesis, state: dict[str, Any]) -> Response:
+    describe(state, synthesis)
+    chunks = synthesis.stream()
+    try:
+        first = await _first_chunk(chunks)
+    except BaseException:
+        await synthesis.aclose()
+        raise
+    return _Stream(
+        first,
+        chunks,
+        media_type=synthesis.media_type,
+        headers=synthesis.headers() + _STREAM_HEADERS,
+        on_close=_record(state, synthesis),
+    )
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def openai_usage(synthesis: Synthesis) -> dict[str, int]:
+    """OpenAI's usage block. voxgate counts characters as input tokens and one
+    output token per 20 ms of audio (documented in docs/api.md)."""
+    usage = synthesis.usage
+    out_tokens = round(usage.audio_seconds * 50)
+    return {
+        "input_tokens": usage.characters,
+        "output_tokens": out_tokens,
+        "total_tokens": usage.characters + out_tokens,
+    }
+
+
+async def sse_stream(
+    synthesis: Synthesis,
+    state: dict[str, Any],
+    done_extra: Callable[[Synthesis], dict[str, Any]] | None = None,
+) -> Response:
+    """``speech.audio.delta`` events with base64 audio, then ``speech.audio.done``."""
+    describe(state, synthesis)
+    audio = synthesis.stream()
+    try:
+        first_audio = await _first_chunk(audio)  # failures so far get an HTTP status
+    except BaseException:
+        await synthesis.aclose()
+        raise
+
+    def delta(chunk: bytes) -> bytes:
+        return _sse({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            if first_audio:
+                yield delta(first_audio)
+            async for chunk in audio:
+                yield delta(chunk)
+        except VoxgateError as exc:
+            yield _sse(
+                {"type": "error", **error_payload(exc.code, exc.message, exc.hint, exc.param)}
+            )
+            return
+        except Exception:
+            log.exception("SSE stream failed midway")
+            yield _sse(
+                {"type": "error", **error_payload(INTERNAL_ERROR, "synthesis failed midway")}
+            )
+            return
+        finally:
+            await audio.aclose()  # type: ignore[attr-defined]
+        done: dict[str, Any] = {"type": "speech.audio.done", "usage": openai_usage(synthesis)}
+        if done_extra is not None:
+            done.update(done_extra(synthesis))
+        yield _sse(done)
+
+    return _Stream(
+        b"",
+        events(),
+        media_type="text/event-stream",
+        headers=synthesis.headers() + _STREAM_HEADERS,
+        on_close=_record(state, synthesis),
+    )

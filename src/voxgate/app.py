@@ -1,0 +1,58 @@
+"""create_app(): the one place that wires the parts together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from voxgate import __version__
+from voxgate.api import catalog, health
+from voxgate.api import errors as api_errors
+from voxgate.api.middleware import RequestContext
+from voxgate.api.native import routes as native_routes
+from voxgate.api.openai import routes as openai_routes
+from voxgate.config import Settings, load_settings
+from voxgate.engines.registry import EngineRegistry
+from voxgate.pipeline import Pipeline
+
+DESCRIPTION = """\
+A serving gateway for CosyVoice-class speech models: OpenAI-compatible
+`/v1/audio/speech`, native `/v1/tts` with CosyVoice's modes, every output
+format, streamed. Errors are `{"error": {"code", "message", "hint"}}` with
+stable codes (docs/errors.md).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = EngineRegistry.from_settings(settings)
+    pipeline = Pipeline(registry, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    app = FastAPI(
+        title="voxgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.pipeline = pipeline
+    api_errors.install(app)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(openai_routes.router)
+    app.include_router(native_routes.router)
+    app.include_router(catalog.router)
+    return app
