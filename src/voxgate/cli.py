@@ -1,0 +1,234 @@
+"""Command line: ``voxgate serve | say | voices``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from voxgate import __version__
+from voxgate.audio.formats import AudioFormat, from_extension
+from voxgate.config import load_settings
+from voxgate.engines.base import Mode
+from voxgate.errors import VoxgateError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="voxgate: a serving gateway for CosyVoice-class speech models.",
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", exists=True)
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="Talk to a running server (e.g. http://127.0.0.1:8080)."),
+]
+
+
+def _fail(code: str, message: str, hint: str | None, status: int = 400) -> NoReturn:
+    err.print(f"[bold red]error[/] {escape(f'[{code}]')} {escape(message)}")
+    if hint:
+        err.print(f"[dim]hint:[/] {escape(hint)}")
+    raise typer.Exit(2 if 400 <= status < 500 else 1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    config: ConfigOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="State directory.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning...")] = None,
+) -> None:
+    """Start the HTTP server."""
+    import uvicorn
+
+    from voxgate.app import create_app
+    from voxgate.obs.logging import configure_logging
+
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, log_level=log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _read_text(text: str) -> str:
+    return sys.stdin.read() if text == "-" else text
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="Text to speak, or - to read standard input.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Audio file to write.")],
+    voice: Annotated[str | None, typer.Option(help="Voice id or alias.")] = None,
+    fmt: Annotated[
+        AudioFormat | None,
+        typer.Option("--format", "-f", help="Output format (default: from the file name)."),
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Tempo factor, 0.25-4.0.")] = 1.0,
+    pitch: Annotated[float, typer.Option(help="Pitch shift in semitones, -12..12.")] = 0.0,
+    volume: Annotated[float, typer.Option(help="Loudness factor, 0-2.")] = 1.0,
+    instruct: Annotated[str | None, typer.Option(help="Style instruction.")] = None,
+    mode: Annotated[Mode, typer.Option(help="Inference mode.")] = Mode.SFT,
+    language: Annotated[str | None, typer.Option(help="Language hint.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Engine name.")] = None,
+    sample_rate: Annotated[int | None, typer.Option(help="Output sample rate.")] = None,
+    url: UrlOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Synthesize TEXT into a file, in-process or through a server (--url)."""
+    fmt = fmt or from_extension(str(output)) or AudioFormat.WAV
+    body: dict[str, Any] = {
+        "text": _read_text(text),
+        "voice": voice,
+        "format": fmt.value,
+        "speed": speed,
+        "pitch": pitch,
+        "volume": volume,
+        "instruct": instruct,
+        "mode": mode.value,
+        "language": language,
+        "engine": engine,
+        "sample_rate": sample_rate,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    if url:
+        data, rate, warnings = _say_remote(url, body)
+    else:
+        data, rate, warnings = asyncio.run(_say_local(body, config))
+    output.write_bytes(data)
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    out.print(f"wrote {output} ({len(data)} bytes, {fmt.value}, {rate} Hz)")
+
+
+def _say_remote(url: str, body: dict[str, Any]) -> tuple[bytes, int, list[str]]:
+    try:
+        response = httpx.post(url.rstrip("/") + "/v1/tts", json=body, timeout=300)
+    except httpx.HTTPError as exc:
+        _fail("connection_failed", f"cannot reach {url}: {exc}", "Is `voxgate serve` running?", 503)
+    if response.status_code != 200:
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError):
+            error = {"code": "http_error", "message": response.text[:200], "hint": None}
+        _fail(error["code"], error["message"], error.get("hint"), response.status_code)
+    rate = int(response.headers.get("x-sample-rate", "0"))
+    return response.content, rate, response.headers.get_list("x-voxgate-warning")
+
+
+async def _say_local(body: dict[str, Any], config: Path | None) -> tuple[bytes, int, list[str]]:
+    from voxgate.engines.registry import EngineRegistry
+    from voxgate.pipeline import Pipeline, SynthesisRequest
+
+    settings = load_settings(config)
+    registry = EngineRegistry.from_settings(settings)
+    pipeline = Pipeline(registry, settings)
+    try:
+        await registry.start()
+        synthesis = await pipeline.prepare(
+            SynthesisRequest(
+                text=body["text"],
+                voice=body.get("voice"),
+                engine=body.get("engine"),
+                mode=Mode(body["mode"]),
+                instruct=body.get("instruct"),
+                language=body.get("language"),
+                speed=body["speed"],
+                pitch=body["pitch"],
+                volume=body["volume"],
+                format=AudioFormat(body["format"]),
+                sample_rate=body.get("sample_rate"),
+            )
+        )
+        data = await synthesis.read_all()
+        return data, synthesis.sample_rate, [n.header() for n in synthesis.notices]
+    except VoxgateError as exc:
+        _fail(exc.code, exc.message, exc.hint, exc.status)
+    finally:
+        await registry.close()
+
+
+@app.command()
+def voices(
+    url: UrlOpt = None,
+    engine: Annotated[str | None, typer.Option(help="Only this engine.")] = None,
+    language: Annotated[str | None, typer.Option(help="Only this language.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List the voices callers can use."""
+    params = {k: v for k, v in {"engine": engine, "language": language, "limit": 1000}.items() if v}
+    if url:
+        try:
+            response = httpx.get(url.rstrip("/") + "/v1/audio/voices", params=params, timeout=30)
+        except httpx.HTTPError as exc:
+            _fail("connection_failed", f"cannot reach {url}: {exc}", None, 503)
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["data"]
+    else:
+        items = asyncio.run(_voices_local(engine, language, config))
+    if as_json:
+        out.print_json(json.dumps(items, ensure_ascii=False))
+        return
+    table = Table("id", "engine", "language", "gender", "aliases", "name")
+    for v in items:
+        table.add_row(
+            v["id"],
+            v["engine"],
+            v["language"],
+            v.get("gender") or "",
+            ", ".join(v["aliases"]),
+            v["name"],
+        )
+    out.print(table)
+
+
+async def _voices_local(
+    engine: str | None, language: str | None, config: Path | None
+) -> list[dict[str, Any]]:
+    from voxgate.engines.registry import EngineRegistry
+
+    registry = EngineRegistry.from_settings(load_settings(config))
+    engines = [registry.get(engine)] if engine else list(registry)
+    return [
+        {
+            "id": s.id,
+            "engine": e.name,
+            "language": s.language,
+            "gender": s.gender,
+            "aliases": list(s.aliases),
+            "name": s.name,
+        }
+        for e in engines
+        for s in e.speakers()
+        if language is None or s.language.lower().startswith(language.lower())
+    ]
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()
