@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await registry.close()
+            pipeline.close()
 
     app = FastAPI(
         title="voxgate",

@@ -165,6 +165,7 @@ async def _say_local(body: dict[str, Any], config: Path | None) -> tuple[bytes, 
         _fail(exc.code, exc.message, exc.hint, exc.status)
     finally:
         await registry.close()
+        pipeline.close()
 
 
 @app.command()

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     # Audio
     openai_sample_rate: int = 24000
+    encode_threads: int = 0  # 0: one per CPU core
 
     # Admission
     queue_size: int = 64

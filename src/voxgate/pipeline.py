@@ -13,20 +13,23 @@ starts:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from voxgate import errors
+from voxgate.audio.chain import PostProcessor
 from voxgate.audio.encoders import Encoder, make_encoder
 from voxgate.audio.formats import AudioFormat, info, nearest_rate, rate_allowed
-from voxgate.audio.pcm import Samples, apply_gain, sanitize
-from voxgate.audio.resample import StreamResampler
-from voxgate.audio.tempo import TempoStretcher
+from voxgate.audio.pcm import Samples
 from voxgate.config import Settings
 from voxgate.engines.base import Engine, EngineRequest, Mode, Notice
 from voxgate.engines.registry import EngineRegistry
@@ -96,6 +99,20 @@ def _check_range(value: float, bounds: tuple[float, float], code: str, param: st
         )
 
 
+async def _run(pool: Executor | None, fn: Callable[..., bytes], *args: Any) -> bytes:
+    """Run a step inline or in the pool. If the request is cancelled meanwhile,
+    wait for the step to finish first: the encoder must not be closed under it."""
+    if pool is None:
+        return fn(*args)
+    future = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await future
+        raise
+
+
 class Synthesis:
     """A prepared, admitted synthesis. Iterate it once (stream or whole), or
     close it; either way its admission slot is released exactly once."""
@@ -113,6 +130,7 @@ class Synthesis:
         notices: list[Notice],
         lease: Lease,
         usage: Usage,
+        encode_pool: Executor | None = None,
     ) -> None:
         self.engine = engine
         self.request = request
@@ -125,6 +143,7 @@ class Synthesis:
         self._tempo = tempo
         self._gain = gain
         self._lease = lease
+        self._encode_pool = encode_pool
         self._used = False
 
     @property
@@ -143,30 +162,37 @@ class Synthesis:
         h.extend(("X-Voxgate-Warning", n.header()) for n in self.notices)
         return h
 
-    async def pcm(self) -> AsyncIterator[Samples]:
-        """Post-processed float32 samples at the output rate."""
+    async def _engine_samples(self) -> AsyncIterator[Samples]:
+        """The engine's raw chunks; the slot is released when this ends."""
         self._claim()
-        engine_rate = self.engine.capabilities.sample_rate
-        stretcher = TempoStretcher(engine_rate, self._tempo) if self._tempo != 1.0 else None
-        resampler = StreamResampler(engine_rate, self.sample_rate)
         try:
             async with contextlib.aclosing(self.engine.synthesize(self.request)) as chunks:
                 async for chunk in chunks:
-                    x = apply_gain(sanitize(chunk.samples), self._gain)
-                    if stretcher is not None:
-                        x = stretcher.process(x)
-                    x = resampler.process(x)
-                    if x.size:
-                        self.usage.samples += x.size
-                        yield x
-            tail = [resampler.process(stretcher.flush())] if stretcher is not None else []
-            tail.append(resampler.flush())
-            rest = np.concatenate(tail)
-            if rest.size:
-                self.usage.samples += rest.size
-                yield rest
+                    yield chunk.samples
         finally:
             self._finish()
+
+    def _post(self) -> PostProcessor:
+        return PostProcessor(
+            self.engine.capabilities.sample_rate,
+            self.sample_rate,
+            tempo=self._tempo,
+            gain=self._gain,
+        )
+
+    async def pcm(self) -> AsyncIterator[Samples]:
+        """Post-processed float32 samples at the output rate."""
+        post = self._post()
+        async for raw in self._engine_samples():
+            x = post.process(raw)
+            if x.size:
+                self.usage.samples += x.size
+                self._mark_first_audio()
+                yield x
+        rest = post.flush()
+        if rest.size:
+            self.usage.samples += rest.size
+            yield rest
 
     async def stream(self) -> AsyncIterator[bytes]:
         """Encoded bytes as they are produced; the concatenation is a valid file."""
@@ -180,15 +206,28 @@ class Synthesis:
         return b"".join([data async for data in self._encode(encoder)])
 
     async def _encode(self, encoder: Encoder) -> AsyncIterator[bytes]:
+        post = self._post()
+        # Compressing codecs cost milliseconds per chunk: off the event loop with
+        # them, so one request's encoding never delays another's first audio.
+        pool = self._encode_pool if encoder.cpu_bound else None
+
+        def step(raw: Samples) -> bytes:
+            return encoder.encode(post.process(raw))
+
+        def last() -> bytes:
+            return encoder.encode(post.flush()) + encoder.finish()
+
         finished = False
         try:
-            async for x in self.pcm():
-                data = encoder.encode(x)
+            async for raw in self._engine_samples():
+                data = await _run(pool, step, raw)
+                self.usage.samples = encoder.samples_in
                 if data:
                     self._mark_first_audio()
                     yield data
-            tail = encoder.finish()
+            tail = await _run(pool, last)
             finished = True
+            self.usage.samples = encoder.samples_in
             if tail:
                 self._mark_first_audio()
                 yield tail
@@ -220,6 +259,10 @@ class Pipeline:
         self.registry = registry
         self.settings = settings
         self.voices = VoiceDirectory(settings.voice_aliases, settings.default_voice)
+        self._encode_pool = ThreadPoolExecutor(
+            max_workers=settings.encode_threads or os.cpu_count() or 2,
+            thread_name_prefix="voxgate-encode",
+        )
         self.admission: dict[str, Admission] = {}
         for engine in registry:
             cfg = settings.engines.get(engine.name)
@@ -231,6 +274,9 @@ class Pipeline:
                 max_queue=settings.queue_size if queue is None else queue,
                 max_wait_s=settings.queue_timeout_s if wait is None else wait,
             )
+
+    def close(self) -> None:
+        self._encode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def prepare(self, req: SynthesisRequest) -> Synthesis:
         usage = Usage()
@@ -305,6 +351,7 @@ class Pipeline:
             notices=notices,
             lease=lease,
             usage=usage,
+            encode_pool=self._encode_pool,
         )
 
     def _check_mode(self, engine: Engine, req: SynthesisRequest) -> None:

@@ -33,6 +33,10 @@ from voxgate.audio.pcm import Samples, to_s16le
 
 
 class Encoder(ABC):
+    # True where encoding costs real CPU time (compressing codecs): the
+    # pipeline then runs it in worker threads instead of the event loop.
+    cpu_bound: bool = False
+
     def __init__(self, fmt: AudioFormat, sample_rate: int, *, whole: bool) -> None:
         self.format = fmt
         self.sample_rate = sample_rate
@@ -140,12 +144,21 @@ class _Sink(io.RawIOBase):
         return data
 
 
-_CODECS: dict[AudioFormat, tuple[str, str, dict[str, str]]] = {
-    # format -> (muxer, encoder, muxer options)
-    AudioFormat.MP3: ("mp3", "libmp3lame", {"write_xing": "0", "id3v2_version": "0"}),
-    AudioFormat.OPUS: ("ogg", "libopus", {"page_duration": "100000"}),
-    AudioFormat.AAC: ("adts", "aac", {}),
-    AudioFormat.FLAC: ("flac", "flac", {}),
+_CODECS: dict[AudioFormat, tuple[str, str, dict[str, str], dict[str, str]]] = {
+    # format -> (muxer, encoder, muxer options, encoder options)
+    #
+    # Encoder effort is set for speech at these bit rates, where the default
+    # search spends 2-4x the CPU for no audible gain (measured on espeak speech,
+    # see bench/RESULTS.md): LAME -q 7, Opus complexity 5, AAC's fast coder.
+    AudioFormat.MP3: (
+        "mp3",
+        "libmp3lame",
+        {"write_xing": "0", "id3v2_version": "0"},
+        {"compression_level": "7"},
+    ),
+    AudioFormat.OPUS: ("ogg", "libopus", {"page_duration": "100000"}, {"compression_level": "5"}),
+    AudioFormat.AAC: ("adts", "aac", {}, {"aac_coder": "fast"}),
+    AudioFormat.FLAC: ("flac", "flac", {}, {}),
 }
 
 
@@ -160,9 +173,11 @@ def _bit_rate(fmt: AudioFormat, sample_rate: int) -> int | None:
 class AvEncoder(Encoder):
     """MP3, Opus, AAC and FLAC through PyAV's muxers and encoders."""
 
+    cpu_bound = True
+
     def __init__(self, fmt: AudioFormat, sample_rate: int, *, whole: bool = False) -> None:
         super().__init__(fmt, sample_rate, whole=whole)
-        muxer, codec, options = _CODECS[fmt]
+        muxer, codec, options, codec_options = _CODECS[fmt]
         # Whole FLAC is written seekably so STREAMINFO gets its totals; every
         # other format is the same bytes either way.
         self._seekable = whole and fmt is AudioFormat.FLAC
@@ -172,15 +187,18 @@ class AvEncoder(Encoder):
         self._container = av.open(
             self._file, mode="w", format=muxer, options={"fflags": "+bitexact", **options}
         )
-        stream = self._container.add_stream(codec, rate=sample_rate)
+        stream = self._container.add_stream(codec, rate=sample_rate, options=codec_options)
         assert isinstance(stream, AudioStream)
         self._stream: AudioStream = stream
         self._stream.layout = "mono"
         bit_rate = _bit_rate(fmt, sample_rate)
         if bit_rate:
             self._stream.bit_rate = bit_rate
-        formats = self._stream.codec_context.codec.audio_formats or []
-        self._sample_format = formats[0].name if formats else "flt"
+        # Prefer float input where the encoder takes it: no conversion, and LAME
+        # is about 20% faster on float than on its default int32 input.
+        names = [f.name for f in self._stream.codec_context.codec.audio_formats or []]
+        floats = [n for n in names if n in ("flt", "fltp")]
+        self._sample_format = (floats or names or ["flt"])[0]
         self._pts = 0
         self._held: list[bytes] = []
         self._closed = False

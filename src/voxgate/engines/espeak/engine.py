@@ -73,7 +73,7 @@ class EspeakEngine(Engine):
         *,
         concurrency: int | None = None,
         timeout_s: float = 60.0,
-        buffer_ms: int = 200,
+        buffer_ms: int = 500,
     ) -> None:
         super().__init__(name)
         self._concurrency = concurrency or max(4, 2 * (os.cpu_count() or 1))
@@ -322,11 +322,10 @@ class EspeakEngine(Engine):
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
         try:
-            head = await asyncio.wait_for(
-                reader.readexactly(zygote.FRAME.size), timeout=self._timeout_s
-            )
-            kind, n = zygote.FRAME.unpack(head)
-            body = await asyncio.wait_for(reader.readexactly(n), timeout=self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):  # no Task per read, unlike wait_for
+                head = await reader.readexactly(zygote.FRAME.size)
+                kind, n = zygote.FRAME.unpack(head)
+                body = await reader.readexactly(n)
         except TimeoutError as exc:
             raise EngineTimeout(
                 f"espeak produced nothing for {self._timeout_s:.0f} s",
