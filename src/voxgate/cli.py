@@ -64,6 +64,7 @@ def serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=settings.http_implementation,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = 1_048_576
+    # h11, not httptools: httptools drops the body of any request carrying
+    # "Upgrade: h2c", which every JDK HttpClient sends over plain HTTP
+    # (uvicorn issue #2722). Java backends are voxgate's main callers.
+    http_implementation: Literal["h11", "httptools"] = "h11"
 
     # Engines
     engines: dict[str, EngineConfig] = Field(default_factory=_default_engines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.server import ServerProcess
+from voxgate.testing import ServerProcess
 
 SPEECH = "/v1/audio/speech"
 TTS = "/v1/tts"
@@ -103,3 +103,22 @@ def test_server_keeps_serving_after_bad_input(server: ServerProcess, http: httpx
     assert r.status_code == 200
     assert r.content[:4] == b"RIFF"
     assert server.alive()
+
+
+def test_h2c_upgrade_offer_is_ignored_and_the_body_kept(server: ServerProcess) -> None:
+    """Every JDK HttpClient offers an HTTP/2 upgrade over cleartext HTTP; the
+    request must be served as HTTP/1.1 with its body (uvicorn issue #2722)."""
+    import socket
+
+    body = b'{"input": "Upgrade offered.", "response_format": "wav"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"HTTP2-Settings: AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAAAAYABgAA\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
