@@ -59,7 +59,6 @@ INSTRUCT_UNSUPPORTED = _code(
     "instruct_unsupported", 422, "The engine understood nothing in the instruction."
 )
 LANGUAGE_UNSUPPORTED = _code("language_unsupported", 400, "The engine does not speak it.")
-PROMPT_REQUIRED = _code("prompt_required", 400, "The mode needs a voice prompt.")
 
 # Capacity and engines
 ENGINE_OVERLOADED = _code("engine_overloaded", 503, "The engine queue is full or too slow.")
