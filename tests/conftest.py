@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import ServerProcess
+from voxgate.testing import ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.server import ServerProcess
+from voxgate.testing import ServerProcess
 
 LONG_TEXT = " ".join(f"This is sentence number {i} of a long reading." for i in range(80))
 

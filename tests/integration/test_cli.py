@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.support.audio import decode
-from tests.support.server import ServerProcess
+from voxgate.testing import ServerProcess
 
 
 def voxgate(

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 
 from tests.support.audio import decode
-from tests.support.server import ServerProcess
+from voxgate.testing import ServerProcess
 
 VOICES = ["alloy", "echo", "中文女", "onyx"]
 

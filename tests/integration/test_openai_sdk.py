@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.support.audio import decode, expected_decode_rate, priming
-from tests.support.server import ServerProcess
+from voxgate.testing import ServerProcess
 
 TEXT = "Hello from voxgate. This is the second sentence, and here is a third one."
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]

@@ -1,7 +1,10 @@
-"""A real voxgate server in a subprocess on a free loopback port.
+"""Run a real voxgate server in a subprocess on a free loopback port.
 
-Tests talk to it over HTTP exactly as a client would; nothing is imported
-into the test process from the server.
+Used by voxgate's own tests and benchmarks, and useful in yours: the server is
+driven over HTTP exactly as a client would, nothing is imported from it.
+
+    with ServerProcess(tmp_path, {"VOXGATE_DEFAULT_VOICE": "onyx"}) as server:
+        httpx.post(server.url + "/v1/audio/speech", json={"input": "hi"})
 """
 
 from __future__ import annotations
