@@ -119,9 +119,62 @@ async def foundation() -> dict[str, Any]:
     return {"scenario": "foundation", "text": TEXT, "machine": describe(), "rows": rows}
 
 
+async def encoders() -> dict[str, Any]:
+    """Encoder CPU on real speech: ffmpeg's default effort against voxgate's."""
+    from voxgate.audio.chain import PostProcessor
+    from voxgate.audio.encoders import AvEncoder
+    from voxgate.audio.formats import AudioFormat
+
+    engine = EspeakEngine()
+    await engine.start()
+    request = EngineRequest("enc", Mode.SFT, tuple(split(parse(TEXT))), SPEAKERS_BY_ID["en-us-f2"])
+    chunks = [c.samples async for c in engine.synthesize(request)]
+    await engine.close()
+    post = PostProcessor(engine.capabilities.sample_rate, 24000)
+    speech = [post.process(c) for c in chunks] + [post.flush()]
+    seconds = sum(len(c) for c in speech) / 24000
+    rows = []
+    for fmt in (AudioFormat.MP3, AudioFormat.OPUS, AudioFormat.AAC, AudioFormat.FLAC):
+        timings = {}
+        for label, options in (("default", {}), ("voxgate", None)):
+            runs = []
+            for _ in range(5):
+                started = time.process_time()
+                enc = AvEncoder(fmt, 24000, codec_options=options)
+                size = sum(len(enc.encode(c)) for c in speech) + len(enc.finish())
+                runs.append(time.process_time() - started)
+            timings[label] = (round(min(runs) * 1000, 1), size)
+        rows.append(
+            {
+                "format": fmt.value,
+                "audio_s": round(seconds, 2),
+                "default_ms": timings["default"][0],
+                "default_bytes": timings["default"][1],
+                "voxgate_ms": timings["voxgate"][0],
+                "voxgate_bytes": timings["voxgate"][1],
+            }
+        )
+    return {"scenario": "encoders", "text": TEXT, "machine": describe(), "rows": rows}
+
+
+def encoder_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| format | audio s | default CPU ms | default bytes | voxgate CPU ms | voxgate bytes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['format']} | {r['audio_s']} | {r['default_ms']} | {r['default_bytes']} "
+            f"| {r['voxgate_ms']} | {r['voxgate_bytes']} |"
+        )
+    return "\n".join(lines)
+
+
 SCENARIOS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]]] = {
     "foundation": foundation,
+    "encoders": encoders,
 }
+TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"encoders": encoder_table}
 
 
 def main(argv: list[str]) -> int:
@@ -133,7 +186,7 @@ def main(argv: list[str]) -> int:
         result = asyncio.run(SCENARIOS[name]())
         (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
         print(f"\n## {name}  ({result['machine']['cpu']}, {result['machine']['cores']} cores)\n")
-        print(table(result["rows"]))
+        print(TABLES.get(name, table)(result["rows"]))
     return 0
 
 

@@ -175,9 +175,17 @@ class AvEncoder(Encoder):
 
     cpu_bound = True
 
-    def __init__(self, fmt: AudioFormat, sample_rate: int, *, whole: bool = False) -> None:
+    def __init__(
+        self,
+        fmt: AudioFormat,
+        sample_rate: int,
+        *,
+        whole: bool = False,
+        codec_options: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(fmt, sample_rate, whole=whole)
-        muxer, codec, options, codec_options = _CODECS[fmt]
+        muxer, codec, options, tuned = _CODECS[fmt]
+        codec_options = tuned if codec_options is None else codec_options
         # Whole FLAC is written seekably so STREAMINFO gets its totals; every
         # other format is the same bytes either way.
         self._seekable = whole and fmt is AudioFormat.FLAC
