@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,8 @@ from voxgate.api.openai import routes as openai_routes
 from voxgate.config import Settings, load_settings
 from voxgate.engines.registry import EngineRegistry
 from voxgate.pipeline import Pipeline
+
+log = logging.getLogger("voxgate")
 
 DESCRIPTION = """\
 A serving gateway for CosyVoice-class speech models: OpenAI-compatible
@@ -34,6 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.start()
+        log.info(
+            "voxgate ready: http://%s:%d (engines: %s; API docs at /docs)",
+            settings.host,
+            settings.port,
+            ", ".join(registry.names()),
+        )
         try:
             yield
         finally:

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     port: int = 8080
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"
     max_body_bytes: int = 1_048_576
     # h11, not httptools: httptools drops the body of any request carrying
     # "Upgrade: h2c", which every JDK HttpClient sends over plain HTTP

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from voxgate.api import deps
 from voxgate.engines.registry import EngineRegistry
 
 router = APIRouter(tags=["Health"])
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    """A person opening the server in a browser lands on the API docs."""
+    return RedirectResponse("/docs")
 
 
 @router.get("/healthz")

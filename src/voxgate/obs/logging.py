@@ -1,5 +1,6 @@
 """Structured logs: one JSON object per line, so log pipelines need no parsing
-rules. ``VOXGATE_LOG_FORMAT=text`` gives plain lines for a terminal."""
+rules; plain lines when a person is watching a terminal (``auto``, the default,
+picks by whether stderr is a terminal)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import sys
 import time
 from typing import Any
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's ANSI-coloured copy of msg
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,6 +47,8 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -303,7 +303,11 @@ class EspeakEngine(Engine):
                 raise
             finally:
                 theirs.close()
-            reader, writer = await asyncio.open_connection(sock=ours)
+            try:
+                reader, writer = await asyncio.open_connection(sock=ours)
+            except BaseException:
+                ours.close()
+                raise
             try:
                 segment = 0
                 while True:
