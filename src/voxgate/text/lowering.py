@@ -21,6 +21,7 @@ from voxgate.text.markup import (
     Pinyin,
     Span,
     Text,
+    merge_texts,
 )
 from voxgate.text.pronounce import hanzi_for
 
@@ -54,10 +55,4 @@ def lower(
             lowered.add(Feature.CONTROL)
         else:
             out.append(node)
-    merged: list[Node] = []
-    for n in out:
-        if merged and isinstance(n, Text) and isinstance(merged[-1], Text):
-            merged[-1] = Text(merged[-1].text + n.text)
-        else:
-            merged.append(n)
-    return tuple(merged), lowered
+    return tuple(merge_texts(out)), lowered

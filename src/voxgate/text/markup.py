@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -241,7 +242,11 @@ def _group_annotations(tokens: list[str]) -> list[Node]:
             continue
         nodes.append(Text(f"[{tok}]"))
         i += 1
-    # merge adjacent literal texts produced above
+    return merge_texts(nodes)
+
+
+def merge_texts(nodes: Iterable[Node]) -> list[Node]:
+    """Join adjacent text nodes, as rewriting a node list leaves them apart."""
     merged: list[Node] = []
     for n in nodes:
         if merged and isinstance(n, Text) and isinstance(merged[-1], Text):

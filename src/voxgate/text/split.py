@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from voxgate.text.markup import Node, Span, Text, plain, render
+from voxgate.text.markup import Node, Span, Text, merge_texts, plain, render
 from voxgate.text.script import Script, dominant_script
 
 _SENTENCE = re.compile(r"(?:[。！？!?；;]+|…+|\.{3,}|(?<![.\d])\.(?=\s|$)|\n+)[\"'”’」』）)\]]*\s*")
@@ -164,20 +164,16 @@ def _finish(groups: list[list[_Piece]]) -> list[Segment]:
     segments: list[Segment] = []
     last_script: Script | None = None
     for nodes in merged:
-        tidy = _merge_texts(nodes)
+        tidy = _tidy(nodes)
         script = dominant_script(plain(tidy)) or last_script
         last_script = script
         segments.append(Segment(len(segments), tidy, script))
     return segments
 
 
-def _merge_texts(nodes: list[Node]) -> tuple[Node, ...]:
-    out: list[Node] = []
-    for n in nodes:
-        if out and isinstance(n, Text) and isinstance(out[-1], Text):
-            out[-1] = Text(out[-1].text + n.text)
-        else:
-            out.append(n)
+def _tidy(nodes: list[Node]) -> tuple[Node, ...]:
+    """Joined texts, without the spaces the cuts left at either end."""
+    out = merge_texts(nodes)
     if out and isinstance(out[-1], Text):
         out[-1] = Text(out[-1].text.rstrip())
     if out and isinstance(out[0], Text):
