@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from voxgate import __version__
-from voxgate.api import catalog, health
+from voxgate.api import admin, catalog, health
 from voxgate.api import errors as api_errors
 from voxgate.api.middleware import RequestContext
 from voxgate.api.native import routes as native_routes
@@ -65,4 +65,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(native_routes.router)
     app.include_router(catalog.router)
+    app.include_router(admin.router)
     return app

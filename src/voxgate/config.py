@@ -34,6 +34,7 @@ class EngineConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     queue_size: int | None = None  # overrides Settings.queue_size for this engine
     queue_timeout_s: float | None = None
+    timeout_s: float | None = None  # overrides Settings.engine_timeout_s
 
 
 def _default_engines() -> dict[str, EngineConfig]:
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     # Admission
     queue_size: int = 64
     queue_timeout_s: float = 10.0
+    engine_timeout_s: float = 30.0
 
     @field_validator("data_dir")
     @classmethod

@@ -33,7 +33,7 @@ from voxgate.audio.pcm import Samples
 from voxgate.config import Settings
 from voxgate.engines.base import Engine, EngineRequest, Mode, Notice
 from voxgate.engines.registry import EngineRegistry
-from voxgate.errors import EngineUnavailable, RequestError
+from voxgate.errors import EngineTimeout, EngineUnavailable, RequestError
 from voxgate.serving.admission import Admission, Lease, Priority
 from voxgate.text.lowering import lower
 from voxgate.text.markup import Feature, has_content, parse
@@ -131,6 +131,7 @@ class Synthesis:
         lease: Lease,
         usage: Usage,
         encode_pool: Executor | None = None,
+        timeout_s: float = 30.0,
     ) -> None:
         self.engine = engine
         self.request = request
@@ -144,6 +145,7 @@ class Synthesis:
         self._gain = gain
         self._lease = lease
         self._encode_pool = encode_pool
+        self._timeout_s = timeout_s
         self._used = False
 
     @property
@@ -163,11 +165,27 @@ class Synthesis:
         return h
 
     async def _engine_samples(self) -> AsyncIterator[Samples]:
-        """The engine's raw chunks; the slot is released when this ends."""
+        """The engine's raw chunks; the slot is released when this ends.
+
+        An engine that produces nothing for ``timeout_s`` (before the first
+        chunk or between two) is given up on, whatever engine it is."""
         self._claim()
         try:
             async with contextlib.aclosing(self.engine.synthesize(self.request)) as chunks:
-                async for chunk in chunks:
+                source = aiter(chunks)
+                while True:
+                    try:
+                        async with asyncio.timeout(self._timeout_s):
+                            chunk = await anext(source)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise EngineTimeout(
+                            f"engine {self.engine.name!r} produced nothing for "
+                            f"{self._timeout_s:g} s",
+                            hint="Retry; if it persists the engine is stuck (see /v1/engines).",
+                            retry_after=5,
+                        ) from None
                     yield chunk.samples
         finally:
             self._finish()
@@ -264,8 +282,12 @@ class Pipeline:
             thread_name_prefix="voxgate-encode",
         )
         self.admission: dict[str, Admission] = {}
+        self._timeouts: dict[str, float] = {}
         for engine in registry:
             cfg = settings.engines.get(engine.name)
+            self._timeouts[engine.name] = (
+                cfg.timeout_s if cfg and cfg.timeout_s is not None else settings.engine_timeout_s
+            )
             queue = cfg.queue_size if cfg and cfg.queue_size is not None else None
             wait = cfg.queue_timeout_s if cfg and cfg.queue_timeout_s is not None else None
             self.admission[engine.name] = Admission(
@@ -352,6 +374,7 @@ class Pipeline:
             lease=lease,
             usage=usage,
             encode_pool=self._encode_pool,
+            timeout_s=self._timeouts[engine.name],
         )
 
     def _check_mode(self, engine: Engine, req: SynthesisRequest) -> None:

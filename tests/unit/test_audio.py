@@ -90,7 +90,7 @@ def test_opus_pages_leave_as_audio_is_encoded() -> None:
 
 def test_sanitize() -> None:
     x = np.array([np.nan, np.inf, -np.inf, 1.5, -2.0, 0.25], dtype=np.float32)
-    assert sanitize(x).tolist() == [0.0, 1.0, -1.0, 1.0, -1.0, 0.25]
+    assert sanitize(x).tolist() == [0.0, 0.0, 0.0, 1.0, -1.0, 0.25]
     ints = np.frombuffer(to_s16le(np.array([1.0, -1.0, 0.5], np.float32)), "<i2")
     assert ints.tolist() == [32767, -32768, 16384]
     assert apply_gain(np.array([0.6], np.float32), 2.0).tolist() == [1.0]

@@ -156,16 +156,30 @@ def validation_error(request: Request, exc: RequestValidationError) -> VoxgateEr
     return VoxgateError(message, code=code, hint=hint, param=field)
 
 
+def _note(request: Request, code: str) -> None:
+    """Put the error code on the request's access log line."""
+    request.scope.setdefault("state", {}).setdefault("log", {})["error"] = code
+
+
 async def _voxgate_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VoxgateError)
+    _note(request, exc.code)
     if exc.status >= 500:
-        log.warning("request failed: %s %s", exc.code, exc.message)
+        request_id = request.scope.get("state", {}).get("request_id")
+        log.warning(
+            "request failed: %s: %s",
+            exc.code,
+            exc.message,
+            extra={"request_id": request_id, "error": exc.code},
+        )
     return error_response(exc)
 
 
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(validation_error(request, exc))
+    error = validation_error(request, exc)
+    _note(request, error.code)
+    return error_response(error)
 
 
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -186,6 +200,7 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
         err = VoxgateError(str(exc.detail), code=errors.REQUEST_TOO_LARGE)
     else:
         err = VoxgateError(str(exc.detail), code=errors.INVALID_REQUEST)
+    _note(request, err.code)
     response = error_response(err)
     if exc.headers:
         response.headers.update(exc.headers)
@@ -193,6 +208,7 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    _note(request, errors.INTERNAL_ERROR)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(
         VoxgateError(

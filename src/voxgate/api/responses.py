@@ -43,7 +43,7 @@ class _Stream(Response):
         *,
         media_type: str,
         headers: list[tuple[str, str]],
-        on_close: Callable[[str], None],
+        on_close: Callable[[str, str | None], None],
     ) -> None:
         self.status_code = 200
         self.media_type = media_type
@@ -56,12 +56,13 @@ class _Stream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = "disconnected"
+        error: str | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async with anyio.create_task_group() as tg:
 
                 async def pump() -> None:
-                    nonlocal outcome
+                    nonlocal outcome, error
                     try:
                         if self._first:
                             await send(
@@ -78,13 +79,21 @@ class _Stream(Response):
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
                         outcome = "completed"
                     except VoxgateError as exc:
-                        outcome = "failed"
-                        log.warning("stream failed midway: %s %s", exc.code, exc.message)
+                        outcome, error = "failed", exc.code
+                        log.warning(
+                            "stream failed midway: %s: %s",
+                            exc.code,
+                            exc.message,
+                            extra={"request_id": scope.get("state", {}).get("request_id")},
+                        )
                     except OSError:
                         outcome = "disconnected"
                     except Exception:
-                        outcome = "failed"
-                        log.exception("stream failed midway")
+                        outcome, error = "failed", INTERNAL_ERROR
+                        log.exception(
+                            "stream failed midway",
+                            extra={"request_id": scope.get("state", {}).get("request_id")},
+                        )
                     tg.cancel_scope.cancel()
 
                 async def watch() -> None:
@@ -99,7 +108,7 @@ class _Stream(Response):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._rest.aclose()  # type: ignore[attr-defined]
-            self._on_close(outcome)
+            self._on_close(outcome, error)
         # On "failed" we return without the final empty body: the server then
         # closes the connection, and the client sees a truncated chunked body.
 
@@ -114,10 +123,15 @@ async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
         raise
 
 
-def _record(request_state: dict[str, Any], synthesis: Synthesis) -> Callable[[str], None]:
-    def done(outcome: str) -> None:
+def _record(
+    request_state: dict[str, Any], synthesis: Synthesis
+) -> Callable[[str, str | None], None]:
+    def done(outcome: str, error: str | None) -> None:
         usage = synthesis.usage
-        request_state.setdefault("log", {}).update(
+        fields = request_state.setdefault("log", {})
+        if error:
+            fields["error"] = error
+        fields.update(
             outcome=outcome,
             audio_s=round(usage.audio_seconds, 3),
             ttfa_ms=None if usage.first_audio_s is None else round(usage.first_audio_s * 1000, 1),
@@ -142,7 +156,7 @@ async def whole(synthesis: Synthesis, state: dict[str, Any]) -> Response:
         data = await synthesis.read_all()
     finally:
         await synthesis.aclose()
-    _record(state, synthesis)("completed")
+    _record(state, synthesis)("completed", None)
     return Response(
         content=data,
         media_type=synthesis.media_type,
@@ -200,6 +214,8 @@ async def sse_stream(
     def delta(chunk: bytes) -> bytes:
         return _sse({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
 
+    failure: list[str] = []  # the SSE response itself ends cleanly; remember why
+
     async def events() -> AsyncIterator[bytes]:
         try:
             if first_audio:
@@ -207,12 +223,20 @@ async def sse_stream(
             async for chunk in audio:
                 yield delta(chunk)
         except VoxgateError as exc:
+            failure.append(exc.code)
+            log.warning(
+                "SSE stream failed midway: %s: %s",
+                exc.code,
+                exc.message,
+                extra={"request_id": state.get("request_id")},
+            )
             yield _sse(
                 {"type": "error", **error_payload(exc.code, exc.message, exc.hint, exc.param)}
             )
             return
         except Exception:
-            log.exception("SSE stream failed midway")
+            failure.append(INTERNAL_ERROR)
+            log.exception("SSE stream failed midway", extra={"request_id": state.get("request_id")})
             yield _sse(
                 {"type": "error", **error_payload(INTERNAL_ERROR, "synthesis failed midway")}
             )
@@ -224,10 +248,18 @@ async def sse_stream(
             done.update(done_extra(synthesis))
         yield _sse(done)
 
+    record = _record(state, synthesis)
+
+    def on_close(outcome: str, error: str | None) -> None:
+        if failure:
+            record("failed", failure[0])
+        else:
+            record(outcome, error)
+
     return _Stream(
         b"",
         events(),
         media_type="text/event-stream",
         headers=synthesis.headers() + _STREAM_HEADERS,
-        on_close=_record(state, synthesis),
+        on_close=on_close,
     )

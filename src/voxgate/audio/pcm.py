@@ -1,8 +1,9 @@
 """Sample conversions shared by every engine and encoder.
 
 Engines hand over float32 mono samples nominally in [-1, 1]. Nothing that is
-not finite and in range may reach an encoder: a NaN from a misbehaving model
-becomes silence, a peak is clipped, never wrapped around.
+not finite and in range may reach an encoder: a NaN or an infinity from a
+misbehaving model becomes silence (a full-scale click would be worse), a peak
+is clipped, never wrapped around.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def sanitize(samples: NDArray[np.floating] | NDArray[np.integer]) -> Samples:
     """Return finite float32 samples clipped to [-1, 1] (copying only if needed)."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     if not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     if x.size and (x.max() > 1.0 or x.min() < -1.0):
         x = np.clip(x, -1.0, 1.0)
     return x

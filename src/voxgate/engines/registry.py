@@ -25,6 +25,7 @@ EngineFactory = Callable[..., Engine]
 
 BUILTIN_KINDS: dict[str, str] = {
     "espeak": "voxgate.engines.espeak.engine:EspeakEngine",
+    "simulated": "voxgate.engines.simulated:SimulatedEngine",
 }
 
 

@@ -46,6 +46,15 @@ class TextFormatter(logging.Formatter):
         return base + ("  " + " ".join(f"{k}={v}" for k, v in extras.items()) if extras else "")
 
 
+class _DropDeliberateTruncation(logging.Filter):
+    """A stream that fails midway is ended without its last chunk on purpose
+    (so clients detect it); uvicorn reports that as an error. voxgate has
+    already logged the cause with the request id, so the line is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
@@ -58,5 +67,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    truncation = _DropDeliberateTruncation()
+    logging.getLogger("uvicorn.error").filters[:] = [truncation]
     # voxgate writes its own access line (with request ids and synthesis facts)
     logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,290 @@
+"""A simulated GPU speech engine, for measuring and breaking the gateway.
+
+This is a stand-in for what cannot run here (a GPU, CosyVoice weights), so it
+models what matters to a server in front of such a model:
+
+* **time to first chunk** (``first_chunk_ms``) and **real-time factor**
+  (``rtf``: seconds of compute per second of audio), delivered in chunks of
+  ``chunk_ms`` audio, with optional **jitter**;
+* a **shared capacity** of ``capacity`` requests at full speed. Beyond it,
+  ``saturation="degrade"`` slows every running request in proportion (a GPU
+  interleaving batch-1 kernels), ``saturation="queue"`` makes the extra
+  requests wait for a slot;
+* **faults**, by probability (``fault_rates``) or on demand with a marker in
+  the text (for tests): ``#fault:before`` fails before the first chunk,
+  ``#fault:mid`` after some audio, ``#fault:hang`` produces nothing at all,
+  ``#fault:stall`` stops producing after some audio, ``#fault:nan`` puts NaN
+  and Inf samples in the audio.
+
+Its audio is deterministic for a given text, speaker and speed: a tone pattern
+derived from the text (:func:`tone_pattern`), so a test can tell which request
+got which audio. All waiting is ``asyncio.sleep``: a simulated request costs
+the event loop almost nothing, which is what lets it measure the gateway's own
+overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from voxgate.audio.pcm import Samples
+from voxgate.engines.base import AudioChunk, Capabilities, Engine, EngineRequest, Mode, Speaker
+from voxgate.errors import EngineError
+from voxgate.text.markup import Feature
+from voxgate.text.split import Segment
+
+FAULTS = ("before", "mid", "hang", "stall", "nan")
+SPEAKERS = (
+    Speaker("sim-female", "Simulated female", "zh", "female", "tone pattern, 220 Hz base",
+            ("中文女", "英文女", "alloy", "nova")),
+    Speaker("sim-male", "Simulated male", "zh", "male", "tone pattern, 110 Hz base",
+            ("中文男", "英文男", "echo", "onyx")),
+)  # fmt: skip
+_BASE_HZ = {"sim-female": 220.0, "sim-male": 110.0}
+SECONDS_PER_CHAR = 0.06
+
+
+def segment_seconds(segment: Segment, speed: float) -> float:
+    """How long a segment's audio lasts: about 16 characters a second."""
+    return max(0.2, len(segment.plain) * SECONDS_PER_CHAR) / speed
+
+
+def tone_pattern(text: str, seconds: float, sample_rate: int, base_hz: float) -> Samples:
+    """Deterministic audio for a text: a tone per 100 ms block, its pitch drawn
+    from a hash of the text, with short fades so blocks do not click."""
+    n = round(seconds * sample_rate)
+    digest = hashlib.sha256(text.encode()).digest()
+    block = sample_rate // 10
+    out = np.zeros(n, dtype=np.float32)
+    fade = min(block // 8, 64)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    for i, start in enumerate(range(0, n, block)):
+        length = min(block, n - start)
+        step = digest[i % len(digest)] % 12
+        freq = base_hz * 2 ** (step / 12)
+        t = np.arange(length, dtype=np.float32) / sample_rate
+        tone = 0.3 * np.sin(2 * np.pi * freq * t, dtype=np.float32)
+        if length > 2 * fade:
+            tone[:fade] *= ramp
+            tone[-fade:] *= ramp[::-1]
+        out[start : start + length] = tone
+    return out
+
+
+class SharedGpu:
+    """Processor sharing: ``capacity`` jobs run at full speed; with n > capacity
+    every job advances at capacity/n. Exact, event driven: a virtual clock
+    counts the work a single job has received, and one timer fires for the job
+    whose work completes first (all jobs progress at the same rate, so the
+    order of completion is the order of their targets on that clock)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._virtual = 0.0
+        self._at = time.monotonic()
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._active = 0
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def _rate(self) -> float:
+        return 1.0 if self._active <= self.capacity else self.capacity / self._active
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        self._virtual += (now - self._at) * self._rate()
+        self._at = now
+
+    async def work(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._advance()
+        done: asyncio.Future[None] = loop.create_future()
+        self._seq += 1
+        heapq.heappush(self._heap, (self._virtual + seconds, self._seq, done))
+        self._active += 1
+        self._reschedule(loop)
+        try:
+            await done
+        finally:
+            if not done.done():  # cancelled: leave the heap lazily, stop counting now
+                done.cancel()
+                self._advance()
+                self._active -= 1
+                self._reschedule(loop)
+
+    def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._heap and self._heap[0][2].done():
+            heapq.heappop(self._heap)
+        if self._heap:
+            delay = max(0.0, (self._heap[0][0] - self._virtual) / self._rate())
+            self._timer = loop.call_later(delay, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        self._advance()
+        while self._heap and self._heap[0][0] <= self._virtual + 1e-9:
+            _, _, done = heapq.heappop(self._heap)
+            if not done.done():
+                self._active -= 1
+                done.set_result(None)
+        self._reschedule(loop)
+
+
+class SimulatedEngine(Engine):
+    kind = "simulated"
+
+    def __init__(
+        self,
+        name: str = "simulated",
+        *,
+        first_chunk_ms: float = 150.0,
+        rtf: float = 0.1,
+        chunk_ms: float = 200.0,
+        capacity: int = 4,
+        saturation: Literal["degrade", "queue"] = "degrade",
+        max_concurrency: int | None = None,
+        jitter: float = 0.0,
+        sample_rate: int = 24000,
+        fault_rates: Mapping[str, float] | None = None,
+        hang_s: float = 3600.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(name)
+        if saturation not in ("degrade", "queue"):
+            raise ValueError("saturation must be 'degrade' or 'queue'")
+        unknown = set(fault_rates or {}) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULTS}")
+        self.first_chunk_s = first_chunk_ms / 1000
+        self.rtf = rtf
+        self.chunk_s = chunk_ms / 1000
+        self.capacity = capacity
+        self.saturation = saturation
+        self.jitter = jitter
+        self.fault_rates = dict(fault_rates or {})
+        self.hang_s = hang_s
+        self._sample_rate = sample_rate
+        self._running = 0
+        self._slots = asyncio.Semaphore(capacity) if saturation == "queue" else None
+        self._gpu = SharedGpu(capacity)
+        self._rng = random.Random(seed)
+        self._capabilities = Capabilities(
+            modes=frozenset(Mode),
+            languages=frozenset({"zh", "en", "ja", "ko", "yue"}),
+            sample_rate=sample_rate,
+            streaming=True,
+            # Admission capacity: by default, let the simulated GPU's own
+            # saturation behaviour show; the admission queue sits in front.
+            max_concurrency=max_concurrency or capacity,
+            speed_range=(0.5, 2.0),
+            markup=frozenset(Feature),
+            text_streaming=True,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def speakers(self) -> Sequence[Speaker]:
+        return SPEAKERS
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "first_chunk_ms": self.first_chunk_s * 1000,
+            "rtf": self.rtf,
+            "chunk_ms": self.chunk_s * 1000,
+            "capacity": self.capacity,
+            "saturation": self.saturation,
+            "running": self._running,
+        }
+
+    def expected_audio(self, request: EngineRequest) -> list[Samples]:
+        """The audio each segment of a request yields (what tests compare with)."""
+        speaker = request.speaker or SPEAKERS[0]
+        return [
+            tone_pattern(
+                segment.text,
+                segment_seconds(segment, request.speed),
+                self._sample_rate,
+                _BASE_HZ.get(speaker.id, 220.0),
+            )
+            for segment in request.segments
+        ]
+
+    def _fault(self, request: EngineRequest) -> str | None:
+        text = " ".join(s.plain for s in request.segments)
+        for kind in FAULTS:
+            if f"#fault:{kind}" in text:
+                return kind
+        for kind, rate in self.fault_rates.items():
+            if self._rng.random() < rate:
+                return kind
+        return None
+
+    def _jittered(self, seconds: float) -> float:
+        if not self.jitter:
+            return seconds
+        return max(0.0, seconds * (1.0 + self._rng.uniform(-self.jitter, self.jitter)))
+
+    async def _compute(self, seconds: float) -> None:
+        """Spend ``seconds`` of simulated GPU time (longer while saturated)."""
+        await self._gpu.work(self._jittered(seconds))
+
+    async def _synthesize(self, request: EngineRequest) -> AsyncIterator[AudioChunk]:
+        fault = self._fault(request)
+        if self._slots is not None:
+            await self._slots.acquire()
+        self._running += 1
+        try:
+            async for chunk in self._produce(request, fault):
+                yield chunk
+        finally:
+            self._running -= 1
+            if self._slots is not None:
+                self._slots.release()
+
+    async def _produce(
+        self, request: EngineRequest, fault: str | None
+    ) -> AsyncIterator[AudioChunk]:
+        await self._compute(self.first_chunk_s)
+        if fault == "hang":
+            await asyncio.sleep(self.hang_s)
+        if fault == "before":
+            raise EngineError("simulated engine failure before the first chunk")
+        audio = self.expected_audio(request)
+        per_chunk = max(1, round(self.chunk_s * self._sample_rate))
+        sent = 0
+        first = True
+        for index, samples in enumerate(audio):
+            for start in range(0, len(samples), per_chunk):
+                piece = samples[start : start + per_chunk]
+                if not first:
+                    await self._compute(len(piece) / self._sample_rate * self.rtf)
+                first = False
+                if fault == "mid" and sent > 0:
+                    raise EngineError("simulated engine failure mid-stream")
+                if fault == "stall" and sent > 0:
+                    await asyncio.sleep(self.hang_s)
+                if fault == "nan":
+                    piece = piece.copy()
+                    piece[:: max(1, len(piece) // 7)] = np.nan
+                    piece[1 :: max(1, len(piece) // 5)] = np.inf
+                sent += len(piece)
+                yield AudioChunk(piece, index)
