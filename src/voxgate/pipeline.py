@@ -100,17 +100,11 @@ def _check_range(value: float, bounds: tuple[float, float], code: str, param: st
 
 
 async def _run(pool: Executor | None, fn: Callable[..., bytes], *args: Any) -> bytes:
-    """Run a step inline or in the pool. If the request is cancelled meanwhile,
-    wait for the step to finish first: the encoder must not be closed under it."""
+    """Run a step inline or in the pool. A cancelled request may leave its step
+    running in the pool; the encoder's own lock keeps closing it safe."""
     if pool is None:
         return fn(*args)
-    future = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await future
-        raise
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
 class Synthesis:
@@ -251,7 +245,14 @@ class Synthesis:
                 yield tail
         finally:
             if not finished:
-                encoder.close()
+                # In the pool: close() waits for a step that may still be
+                # running there, and the event loop must not wait with it.
+                try:
+                    if pool is None:
+                        raise RuntimeError("no pool")
+                    pool.submit(encoder.close)
+                except RuntimeError:  # no pool, or it is shut down: we are exiting
+                    encoder.close()
 
     async def aclose(self) -> None:
         """Give up without synthesizing (or after a failure): free the slot."""

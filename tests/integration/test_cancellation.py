@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -83,3 +84,32 @@ def test_disconnect_while_sse_streaming(server: ServerProcess, http: httpx.Clien
         next(r.iter_lines())
     assert wait_until(lambda: engine_state(http)["stats"]["active"] == 0)
     assert engine_state(http)["stats"]["cancelled"] == before + 1
+
+
+def test_disconnects_during_compressed_encoding_never_crash_the_server(
+    server: ServerProcess, http: httpx.Client
+) -> None:
+    """Regression: a disconnect used to close the encoder while a worker thread
+    was still encoding into it, killing the process (found by schemathesis)."""
+    body_for = {
+        fmt: json.dumps({"input": LONG_TEXT[:1500], "response_format": fmt}).encode()
+        for fmt in ("mp3", "aac", "opus", "flac")
+    }
+    for i in range(24):
+        body = body_for[("mp3", "aac", "opus", "flac")[i % 4]]
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(
+            b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        sock.recv(4096 if i % 2 else 64)
+        sock.close()
+    assert wait_until(lambda: engine_state(http)["stats"]["active"] == 0)
+    assert server.alive(), server.log()[-2000:]
+    assert (
+        http.post(
+            "/v1/audio/speech", json={"input": "Alive.", "response_format": "mp3"}
+        ).status_code
+        == 200
+    )

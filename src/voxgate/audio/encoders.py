@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import threading
 from abc import ABC, abstractmethod
 
 import av
@@ -33,6 +34,10 @@ from voxgate.audio.pcm import Samples, to_s16le
 
 
 class Encoder(ABC):
+    """Thread-safe by construction: every call takes the encoder's lock, so a
+    request that is abandoned while a worker thread is encoding can close the
+    encoder without freeing native state under it (that crashed the process)."""
+
     # True where encoding costs real CPU time (compressing codecs): the
     # pipeline then runs it in worker threads instead of the event loop.
     cpu_bound: bool = False
@@ -43,20 +48,40 @@ class Encoder(ABC):
         self.whole = whole
         self.media_type = info(fmt).media_type
         self.samples_in = 0
+        self._lock = threading.Lock()
+        self._done = False
 
     def encode(self, samples: Samples) -> bytes:
-        self.samples_in += samples.size
-        return self._encode(samples)
+        with self._lock:
+            if self._done:
+                raise RuntimeError("encoder already finished or closed")
+            self.samples_in += samples.size
+            return self._encode(samples)
+
+    def finish(self) -> bytes:
+        """Flush everything; the returned bytes complete the file."""
+        with self._lock:
+            if self._done:
+                raise RuntimeError("encoder already finished or closed")
+            self._done = True
+            return self._finish()
+
+    def close(self) -> None:
+        """Release native resources without producing output (on abort).
+        Waits for an encode in progress on another thread; idempotent."""
+        with self._lock:
+            if not self._done:
+                self._done = True
+                self._close()
 
     @abstractmethod
     def _encode(self, samples: Samples) -> bytes: ...
 
     @abstractmethod
-    def finish(self) -> bytes:
-        """Flush everything; the returned bytes complete the file."""
+    def _finish(self) -> bytes: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release native resources without producing output (on abort)."""
+    def _close(self) -> None:  # noqa: B027 - only native encoders hold resources
+        pass
 
 
 class PcmEncoder(Encoder):
@@ -73,7 +98,7 @@ class PcmEncoder(Encoder):
             return b""
         return data
 
-    def finish(self) -> bytes:
+    def _finish(self) -> bytes:
         data = b"".join(self._held)
         self._held.clear()
         return data
@@ -112,7 +137,7 @@ class WavEncoder(Encoder):
         self._header_sent = True
         return wav_header(self.sample_rate, None) + data
 
-    def finish(self) -> bytes:
+    def _finish(self) -> bytes:
         if self.whole:
             data = self._pcm.finish()
             return wav_header(self.sample_rate, len(data)) + data
@@ -246,7 +271,7 @@ class AvEncoder(Encoder):
             self._container.mux(packet)
         return self._take()
 
-    def finish(self) -> bytes:
+    def _finish(self) -> bytes:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
@@ -261,7 +286,7 @@ class AvEncoder(Encoder):
             return data
         return tail
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if not self._closed:
             self._closed = True
             with contextlib.suppress(Exception):
