@@ -77,32 +77,30 @@ async def test_saturation_queues_beyond_capacity() -> None:
     assert firsts[-1] == pytest.approx(0.2, abs=0.05)  # the second pair waits for the first
 
 
+async def consume(engine: SimulatedEngine, req: EngineRequest, into: list | None = None) -> None:
+    async for chunk in engine.synthesize(req):
+        if into is not None:
+            into.append(chunk)
+
+
 @pytest.mark.parametrize("kind", ["before", "mid"])
 async def test_error_faults(kind: str) -> None:
     engine = SimulatedEngine(first_chunk_ms=0, rtf=0, chunk_ms=100)
-    chunks = 0
+    chunks: list = []
     with pytest.raises(EngineError):
-        async for _ in engine.synthesize(
-            request(f"Long enough text for several chunks #fault:{kind}")
-        ):
-            chunks += 1
-    assert chunks == (0 if kind == "before" else 1)
+        await consume(engine, request(f"Long enough text for several chunks #fault:{kind}"), chunks)
+    assert len(chunks) == (0 if kind == "before" else 1)
     assert engine.stats.failed == 1
 
 
 async def test_hang_and_stall_are_cancellable() -> None:
     engine = SimulatedEngine(first_chunk_ms=0, rtf=0, chunk_ms=100)
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
-            async for _ in engine.synthesize(request("stuck #fault:hang")):
-                pass
-    got = []
+        await asyncio.wait_for(consume(engine, request("stuck #fault:hang")), 0.2)
+    got: list = []
+    stalled = request("Several chunks of audio then #fault:stall")
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
-            async for chunk in engine.synthesize(
-                request("Several chunks of audio then #fault:stall")
-            ):
-                got.append(chunk)
+        await asyncio.wait_for(consume(engine, stalled, got), 0.2)
     assert len(got) == 1
     assert engine.stats.active == 0
 

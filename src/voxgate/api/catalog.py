@@ -9,10 +9,11 @@ from pydantic import BaseModel
 
 from voxgate import errors
 from voxgate.api import deps
+from voxgate.api.errors import error_responses
 from voxgate.errors import RequestError
 from voxgate.pipeline import Pipeline
 
-router = APIRouter(tags=["Catalog"])
+router = APIRouter(tags=["Catalog"], responses=error_responses(400, 404))
 
 
 class VoiceInfo(BaseModel):

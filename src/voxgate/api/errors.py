@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voxgate import errors
@@ -54,15 +55,56 @@ _FIELD_CODES: dict[str, tuple[set[str], str]] = {
 
 
 _TYPE_HINTS = {
-    "float": "a number",
-    "int": "an integer",
-    "string": "a string",
-    "bool": "true or false",
-    "dict": "an object",
-    "model": "an object",
-    "list": "a list",
-    "union": "one of the documented forms",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "a list",
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    hint: str | None
+    type: str
+    param: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error response (docs/errors.md)."""
+
+    error: ErrorDetail
+
+
+_STATUS_TEXT = {
+    400: "Invalid request (see error.code)",
+    404: "No such model or resource",
+    413: "Body too large",
+    415: "Body is not JSON",
+    422: "The engine cannot honour the request",
+    500: "Engine or server failure",
+    503: "Overloaded or not ready (Retry-After)",
+    504: "The engine timed out",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the errors a route can answer with."""
+    return {
+        status: {"model": ErrorBody, "description": _STATUS_TEXT.get(status, "Error")}
+        for status in statuses
+    }
+
+
+SYNTHESIS_ERRORS = error_responses(400, 404, 413, 415, 422, 500, 503, 504)
 
 
 def error_payload(
@@ -148,9 +190,12 @@ def validation_error(request: Request, exc: RequestValidationError) -> VoxgateEr
         hint = f"{field} must be {words} {bound}."
     elif kind == "missing":
         hint = f"Add the field {field!r}."
-    else:
-        expected = next((v for k, v in _TYPE_HINTS.items() if kind.startswith(k)), None)
-        hint = f"{field} must be {expected}." if expected and field else None
+    elif kind == "string_too_long" and "max_length" in ctx:
+        hint = f"{field} must be at most {ctx['max_length']} characters."
+    elif kind == "string_too_short" and "min_length" in ctx:
+        hint = f"{field} must be at least {ctx['min_length']} characters."
+    elif kind in _TYPE_HINTS and field:
+        hint = f"{field} must be {_TYPE_HINTS[kind]}."
     hint = hint or "See the request schema at /docs."
     message = f"{field}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
     return VoxgateError(message, code=code, hint=hint, param=field)

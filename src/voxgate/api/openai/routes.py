@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from voxgate.api import deps, responses
+from voxgate.api.errors import SYNTHESIS_ERRORS, error_responses
 from voxgate.api.openai.protocol import Model, ModelList, SpeechRequest
-from voxgate.audio.formats import AudioFormat
+from voxgate.audio.formats import FORMATS, AudioFormat
 from voxgate.config import Settings
 from voxgate.engines.registry import EngineRegistry
 from voxgate.pipeline import Pipeline, SynthesisRequest
@@ -20,18 +21,21 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Audio in the requested format, streamed as it is synthesized.",
         "content": {
-            media: {}
-            for media in (
-                "audio/mpeg",
-                "audio/ogg",
-                "audio/aac",
-                "audio/flac",
-                "audio/wav",
-                "audio/pcm",
-                "text/event-stream",
-            )
+            **{
+                fi.media_type: {"schema": {"type": "string", "format": "binary"}}
+                for fi in FORMATS.values()
+            },
+            # each event: "data: <JSON>" (speech.audio.delta / .done / error)
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                    "required": ["data"],
+                }
+            },
         },
-    }
+    },
+    **SYNTHESIS_ERRORS,
 }
 
 
@@ -75,7 +79,10 @@ async def list_models(registry: EngineRegistry = Depends(deps.registry)) -> Mode
     return ModelList(data=_models(registry))
 
 
-@router.get("/v1/models/{model}", response_model=Model)
-async def get_model(model: str, registry: EngineRegistry = Depends(deps.registry)) -> Any:
+@router.get("/v1/models/{model}", response_model=Model, responses=error_responses(400, 404))
+async def get_model(
+    model: str = Path(min_length=1, max_length=256),
+    registry: EngineRegistry = Depends(deps.registry),
+) -> Any:
     engine = registry.get(model)  # raises model_not_found
     return Model(id=model, engine=engine.name, kind=engine.kind)
