@@ -6,7 +6,7 @@ import pytest
 from tests.support.audio import decode, expected_decode_rate, priming
 from voxgate.audio.encoders import make_encoder, wav_header
 from voxgate.audio.formats import AudioFormat, nearest_rate, rate_allowed
-from voxgate.audio.pcm import apply_gain, from_s16le, sanitize, to_s16le
+from voxgate.audio.pcm import apply_gain, clip, from_s16le, sanitize, to_s16le
 from voxgate.audio.resample import StreamResampler, resample
 from voxgate.audio.tempo import TempoStretcher
 
@@ -90,7 +90,8 @@ def test_opus_pages_leave_as_audio_is_encoded() -> None:
 
 def test_sanitize() -> None:
     x = np.array([np.nan, np.inf, -np.inf, 1.5, -2.0, 0.25], dtype=np.float32)
-    assert sanitize(x).tolist() == [0.0, 0.0, 0.0, 1.0, -1.0, 0.25]
+    assert sanitize(x).tolist() == [0.0, 0.0, 0.0, 1.5, -2.0, 0.25]
+    assert clip(sanitize(x)).tolist() == [0.0, 0.0, 0.0, 1.0, -1.0, 0.25]
     ints = np.frombuffer(to_s16le(np.array([1.0, -1.0, 0.5], np.float32)), "<i2")
     assert ints.tolist() == [32767, -32768, 16384]
     assert apply_gain(np.array([0.6], np.float32), 2.0).tolist() == [1.0]
@@ -124,3 +125,20 @@ def test_rates() -> None:
     assert nearest_rate(AudioFormat.OPUS, 22050) == 24000
     assert nearest_rate(AudioFormat.OPUS, 44100) == 48000
     assert nearest_rate(AudioFormat.MP3, 22050) == 22050
+
+
+@pytest.mark.parametrize("fmt", list(AudioFormat))
+def test_out_of_range_samples_are_clipped_not_wrapped(fmt: AudioFormat) -> None:
+    hot = 1.8 * tone(24000, 1.0, 200) / 0.4  # a hot engine: peaks at 1.8
+    clipped = np.clip(hot, -1.0, 1.0)
+    enc = make_encoder(fmt, 24000, whole=True)
+    enc.encode(hot)
+    d = decode(enc.finish(), fmt)
+    assert np.isfinite(d.samples).all()
+    if fmt in (AudioFormat.PCM, AudioFormat.WAV, AudioFormat.FLAC):
+        assert np.abs(d.samples - clipped).max() <= 1 / 32768 + 1e-6
+    else:  # lossy: close to the clipped wave (wrapping around would destroy it)
+        lag = priming(fmt) * d.sample_rate // 24000
+        step = d.sample_rate // 24000
+        got = d.samples[lag : lag + 24000 * step : step][: len(clipped)]
+        assert np.corrcoef(got, clipped[: len(got)])[0, 1] > 0.97

@@ -43,8 +43,10 @@ class RequestContext:
         status = 0
         sent = 0
 
+        first_byte: float | None = None
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent, first_byte
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [
@@ -52,6 +54,8 @@ class RequestContext:
                     (b"x-request-id", request_id.encode()),
                 ]
             elif message["type"] == "http.response.body":
+                if first_byte is None and message.get("body"):
+                    first_byte = time.perf_counter()
                 sent += len(message.get("body", b""))
             await send(message)
 
@@ -83,6 +87,8 @@ class RequestContext:
                 "path": scope.get("path"),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                # request handed to the app -> first body byte handed to the server
+                "ttfb_ms": None if first_byte is None else round((first_byte - started) * 1000, 1),
                 "bytes": sent,
                 "client": (scope.get("client") or ("", 0))[0],
                 **state.get("log", {}),

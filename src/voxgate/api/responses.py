@@ -14,13 +14,13 @@ Three rules from DESIGN.md meet here:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -57,57 +57,61 @@ class _Stream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = "disconnected"
         error: str | None = None
+        request_id = scope.get("state", {}).get("request_id")
+        sender = asyncio.current_task()
+        assert sender is not None
+        sending = True
+        disconnected = False
+
+        async def watch() -> None:
+            # A disconnect cancels the sender (and with it the engine's work)
+            # only while it is still sending: a cancellation requested after
+            # the last byte would land on whatever it awaits next.
+            nonlocal disconnected
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if sending:
+                        disconnected = True
+                        sender.cancel()
+                    return
+
+        watcher: asyncio.Task[None] | None = None
         try:
+            # Head and first audio go out at once, in this task: starting the
+            # watcher first would put a trip through the event loop (behind
+            # every other stream's chunks) in front of the first byte.
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async with anyio.create_task_group() as tg:
-
-                async def pump() -> None:
-                    nonlocal outcome, error
-                    try:
-                        if self._first:
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": self._first,
-                                    "more_body": True,
-                                }
-                            )
-                        async for chunk in self._rest:
-                            await send(
-                                {"type": "http.response.body", "body": chunk, "more_body": True}
-                            )
-                        await send({"type": "http.response.body", "body": b"", "more_body": False})
-                        outcome = "completed"
-                    except VoxgateError as exc:
-                        outcome, error = "failed", exc.code
-                        log.warning(
-                            "stream failed midway: %s: %s",
-                            exc.code,
-                            exc.message,
-                            extra={"request_id": scope.get("state", {}).get("request_id")},
-                        )
-                    except OSError:
-                        outcome = "disconnected"
-                    except Exception:
-                        outcome, error = "failed", INTERNAL_ERROR
-                        log.exception(
-                            "stream failed midway",
-                            extra={"request_id": scope.get("state", {}).get("request_id")},
-                        )
-                    tg.cancel_scope.cancel()
-
-                async def watch() -> None:
-                    while True:
-                        message = await receive()
-                        if message["type"] == "http.disconnect":
-                            tg.cancel_scope.cancel()
-                            return
-
-                tg.start_soon(pump)
-                tg.start_soon(watch)
+            if self._first:
+                await send({"type": "http.response.body", "body": self._first, "more_body": True})
+            watcher = asyncio.create_task(watch())
+            async for chunk in self._rest:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sending = False
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            outcome = "completed"
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise  # the server is shutting down, not the client leaving
+            sender.uncancel()
+        except OSError:
+            outcome = "disconnected"
+        except VoxgateError as exc:
+            outcome, error = "failed", exc.code
+            log.warning(
+                "stream failed midway: %s: %s",
+                exc.code,
+                exc.message,
+                extra={"request_id": request_id},
+            )
+        except Exception:
+            outcome, error = "failed", INTERNAL_ERROR
+            log.exception("stream failed midway", extra={"request_id": request_id})
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._rest.aclose()  # type: ignore[attr-defined]
+            sending = False
+            if watcher is not None:
+                watcher.cancel()
+            await self._rest.aclose()  # type: ignore[attr-defined]
             self._on_close(outcome, error)
         # On "failed" we return without the final empty body: the server then
         # closes the connection, and the client sees a truncated chunked body.
@@ -123,6 +127,10 @@ async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
         raise
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
 def _record(
     request_state: dict[str, Any], synthesis: Synthesis
 ) -> Callable[[str, str | None], None]:
@@ -134,7 +142,9 @@ def _record(
         fields.update(
             outcome=outcome,
             audio_s=round(usage.audio_seconds, 3),
-            ttfa_ms=None if usage.first_audio_s is None else round(usage.first_audio_s * 1000, 1),
+            ttfa_ms=_ms(usage.first_audio_s),
+            queue_ms=_ms(usage.queued_s),
+            engine_ttfc_ms=_ms(usage.engine_ttfc_s),
         )
 
     return done

@@ -30,7 +30,7 @@ import numpy as np
 from av.audio.stream import AudioStream
 
 from voxgate.audio.formats import AudioFormat, info
-from voxgate.audio.pcm import Samples, to_s16le
+from voxgate.audio.pcm import Samples, clip, to_s16le
 
 
 class Encoder(ABC):
@@ -239,7 +239,7 @@ class AvEncoder(Encoder):
     def _frame(self, samples: Samples) -> av.AudioFrame:
         fmt = self._sample_format
         if fmt in ("flt", "fltp"):
-            arr = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
+            arr = np.ascontiguousarray(clip(samples), dtype=np.float32).reshape(1, -1)
         elif fmt in ("s16", "s16p"):
             ints = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16)
             arr = ints.reshape(1, -1)

@@ -2,8 +2,9 @@
 
 Engines hand over float32 mono samples nominally in [-1, 1]. Nothing that is
 not finite and in range may reach an encoder: a NaN or an infinity from a
-misbehaving model becomes silence (a full-scale click would be worse), a peak
-is clipped, never wrapped around.
+misbehaving model becomes silence as soon as it arrives (a full-scale click
+would be worse), and peaks are clipped, never wrapped around, at the encoder,
+after resampling and tempo changes (which can overshoot on their own).
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ _INT16_SCALE = 32768.0
 
 
 def sanitize(samples: NDArray[np.floating] | NDArray[np.integer]) -> Samples:
-    """Return finite float32 samples clipped to [-1, 1] (copying only if needed)."""
+    """Finite float32 samples: NaN and infinities become silence (copying only
+    if there are any). Range is the encoders' business (see :func:`clip`)."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    if x.size and (x.max() > 1.0 or x.min() < -1.0):
-        x = np.clip(x, -1.0, 1.0)
     return x
+
+
+def clip(samples: Samples) -> Samples:
+    """Samples limited to [-1, 1] for an encoder that takes floats."""
+    out: Samples = np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+    return out
 
 
 def to_s16le(samples: Samples) -> bytes:

@@ -4,6 +4,7 @@ by script (en/fr/de...), so the voice's own language decides there."""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -15,21 +16,17 @@ class Script(StrEnum):
     CYRILLIC = "cyrillic"
 
 
-def _script_of(ch: str) -> Script | None:
-    cp = ord(ch)
-    if 0x3040 <= cp <= 0x30FF or 0x31F0 <= cp <= 0x31FF or 0xFF66 <= cp <= 0xFF9D:
-        return Script.KANA
-    if 0xAC00 <= cp <= 0xD7AF or 0x1100 <= cp <= 0x11FF or 0x3130 <= cp <= 0x318F:
-        return Script.HANGUL
-    if 0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2FA1F:
-        return Script.HAN
-    if 0x0400 <= cp <= 0x04FF:
-        return Script.CYRILLIC
-    if ch.isalpha() and (cp < 0x0250 or 0x1E00 <= cp <= 0x1EFF):
-        return Script.LATIN
-    return None
-
-
+# Character classes per script; counting with regexes keeps this off the
+# per-request hot path (a Python loop over every character was not).
+_PATTERNS = {
+    Script.KANA: re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9d]"),
+    Script.HANGUL: re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]"),
+    Script.HAN: re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002fa1f]"),
+    Script.CYRILLIC: re.compile(r"[\u0400-\u04ff]"),
+    Script.LATIN: re.compile(r"[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]"),
+}
+# A Han character or a Hangul block is about a syllable, an alphabetic letter a
+# quarter of one, so "我喜欢Python编程" is Chinese with an English word in it.
 _WEIGHT = {Script.LATIN: 0.25, Script.CYRILLIC: 0.25}
 
 
@@ -37,21 +34,18 @@ def dominant_script(text: str) -> Script | None:
     """The script of a text; any kana makes it Japanese, any Hangul Korean.
 
     Japanese mixes kanji with kana and Chinese never uses kana, so kana wins
-    over Han even when Han characters are the majority. A Han character or a
-    Hangul block is about a syllable, an alphabetic letter a quarter of one, so
-    "我喜欢Python编程" is Chinese with an English word in it.
+    over Han even when Han characters are the majority.
     """
-    counts: dict[Script, float] = {}
-    for ch in text:
-        s = _script_of(ch)
-        if s is not None:
-            counts[s] = counts.get(s, 0) + _WEIGHT.get(s, 1.0)
-    if not counts:
-        return None
     for decisive in (Script.KANA, Script.HANGUL):
-        if decisive in counts:
+        if _PATTERNS[decisive].search(text):
             return decisive
-    return max(counts, key=lambda s: counts[s])
+    best: Script | None = None
+    best_weight = 0.0
+    for script in (Script.HAN, Script.LATIN, Script.CYRILLIC):
+        weight = len(_PATTERNS[script].findall(text)) * _WEIGHT.get(script, 1.0)
+        if weight > best_weight:
+            best, best_weight = script, weight
+    return best
 
 
 LANGUAGE_OF_SCRIPT = {
