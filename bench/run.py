@@ -1,6 +1,17 @@
 """Benchmark scenarios. ``make bench`` runs them all; ``python bench/run.py NAME``
-runs one. Each prints a table and writes JSON to bench/out/; the numbers that
-matter are copied into bench/RESULTS.md with the command and the machine."""
+runs one. Each starts its own server (a subprocess, as in production), prints
+tables, and writes JSON (and plots) to bench/out/. The numbers that matter are
+copied into bench/RESULTS.md with the command and the machine.
+
+Scenarios:
+  espeak      the embedded engine through /v1/audio/speech (pcm, mp3) against
+              the engine called in-process, at 1, 8, 32 streams
+  overhead    the gateway's own time-to-first-audio overhead over a simulated
+              GPU engine (150 ms first chunk), at 1, 8, 32, 64 streams
+  overload    open-loop offered load at 1x, 2x, 4x a simulated engine's capacity
+  soak        20,000 requests in all six formats with faults; server memory over time
+  encoders    encoder CPU on real speech: ffmpeg defaults against voxgate's settings
+"""
 
 from __future__ import annotations
 
@@ -15,21 +26,23 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
-from voxgate.bench import loadgen
+from voxgate.bench import http1, loadgen, report
 from voxgate.bench.machine import describe
-from voxgate.engines.base import EngineRequest, Mode
+from voxgate.bench.runner import run_fast
+from voxgate.engines.base import Engine, EngineRequest, Mode
 from voxgate.engines.espeak.catalog import SPEAKERS_BY_ID
 from voxgate.engines.espeak.engine import EspeakEngine
+from voxgate.engines.simulated import SPEAKERS as SIM_SPEAKERS
+from voxgate.engines.simulated import SimulatedEngine
 from voxgate.testing import ServerProcess
 from voxgate.text.markup import parse
 from voxgate.text.split import split
 
 OUT = Path(__file__).resolve().parent / "out"
-TEXT = "The quick brown fox jumps over the lazy dog. voxgate streams speech sentence by sentence."
-LEVELS = (1, 8, 32)
+TEXT = loadgen.DEFAULT_TEXT
+Scenario = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -38,17 +51,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def per_stream(concurrency: int) -> int:
-    return max(10, 160 // concurrency)
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def engine_request(engine: EspeakEngine) -> loadgen.RequestFn:
+def engine_request(engine: Engine, speaker_id: str, text: str = TEXT) -> loadgen.RequestFn:
     """The same synthesis as the HTTP route, called on the engine in-process."""
-    speaker = SPEAKERS_BY_ID["en-us-f2"]  # what "alloy" resolves to
+    speaker = next(s for s in engine.speakers() if s.id == speaker_id)
+    segments = tuple(split(parse(text)))
 
     async def send(n: int) -> loadgen.Sample:
         started = time.perf_counter()
-        request = EngineRequest(f"b{n}", Mode.SFT, tuple(split(parse(TEXT))), speaker)
+        request = EngineRequest(f"b{n}", Mode.SFT, segments, speaker)
         first = None
         samples = 0
         async for chunk in engine.synthesize(request):
@@ -56,67 +73,211 @@ def engine_request(engine: EspeakEngine) -> loadgen.RequestFn:
                 first = time.perf_counter() - started
             samples += chunk.samples.size
         total = time.perf_counter() - started
-        return loadgen.Sample(True, 200, total, first, samples / engine.capabilities.sample_rate)
+        audio = samples / engine.capabilities.sample_rate
+        return loadgen.Sample(True, 200, total, first, audio)
 
     return send
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        "| path | format | conc. | ok/requests | RPS | TTFA p50 | TTFA p90 | TTFA p99 "
-        "| total p50 | gateway CPU ms/req |"
-    )
-    lines = [head, "|" + "---|" * 10]
-    for r in rows:
-        t, tot = r["ttfa_ms"], r["total_ms"]
-        lines.append(
-            f"| {r['path']} | {r['format']} | {r['concurrency']} | {r['ok']}/{r['requests']} "
-            f"| {r['rps']} | {t['p50']} | {t['p90']} | {t['p99']} | {tot['p50']} "
-            f"| {r.get('gateway_cpu_ms', '')} |"
-        )
-    return "\n".join(lines)
+def sim_engines(**options: Any) -> str:
+    return json.dumps({"sim": {"kind": "simulated", "options": options}})
 
 
-async def foundation() -> dict[str, Any]:
-    """TTFA and RPS through /v1/audio/speech against the engine in-process."""
+async def http_levels(
+    server: ServerProcess,
+    target: loadgen.Target,
+    levels: dict[int, int],
+    label: str,
+) -> list[dict[str, Any]]:
+    """Closed-loop levels (streams -> requests per stream), with gateway CPU."""
+    rows = []
+    client = http1.Client(server.url)
+    try:
+        send = loadgen.http_request(client, target)
+        assert server.process is not None
+        for streams, per_stream in levels.items():
+            cpu = cpu_seconds(server.process.pid)
+            result = await loadgen.run_closed(send, streams, per_stream, label=label)
+            row = result.report()
+            row["gateway_cpu_ms"] = round(
+                (cpu_seconds(server.process.pid) - cpu) * 1000 / len(result.samples), 2
+            )
+            rows.append(row)
+            print(f"  {label} c={streams}: TTFA p50 {row['ttfa_ms']['p50']} ms", flush=True)
+    finally:
+        await client.aclose()
+    return rows
+
+
+async def in_process_levels(
+    engine: Engine, speaker: str, levels: dict[int, int], label: str
+) -> list[dict[str, Any]]:
+    send = engine_request(engine, speaker)
+    rows = []
+    for streams, per_stream in levels.items():
+        rows.append((await loadgen.run_closed(send, streams, per_stream, label=label)).report())
+    return rows
+
+
+# -- scenarios ---------------------------------------------------------------
+
+
+async def espeak() -> dict[str, Any]:
+    """The embedded engine: /v1/audio/speech against the engine in-process."""
+    levels = {1: 160, 8: 20, 32: 10}
     rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp)) as server:
+        for fmt in ("pcm", "mp3"):
+            target = loadgen.Target(voice="alloy", format=fmt)
+            rows += await http_levels(server, target, levels, f"HTTP {fmt}")
     engine = EspeakEngine()
     await engine.start()
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp)) as server:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
-            for fmt in ("pcm", "mp3"):
-                send = loadgen.http_request(
-                    client,
-                    "/v1/audio/speech",
-                    lambda n, f=fmt: {
-                        "model": "tts-1",
-                        "voice": "alloy",
-                        "input": TEXT,
-                        "response_format": f,
-                    },
-                )
-                await loadgen.run(send, 4, 5)  # warm up
-                assert server.process is not None
-                for c in LEVELS:
-                    cpu = cpu_seconds(server.process.pid)
-                    result = await loadgen.run(send, c, per_stream(c))
-                    cpu_ms = (cpu_seconds(server.process.pid) - cpu) * 1000 / len(result.samples)
-                    rows.append(
-                        {
-                            "path": "HTTP /v1/audio/speech",
-                            "format": fmt,
-                            "gateway_cpu_ms": round(cpu_ms, 2),
-                            **result.report(),
-                        }
-                    )
-            in_process = engine_request(engine)
-            await loadgen.run(in_process, 4, 5)
-            for c in LEVELS:
-                result = await loadgen.run(in_process, c, per_stream(c))
-                rows.append({"path": "engine in-process", "format": "float32", **result.report()})
+    rows += await in_process_levels(engine, "en-us-f2", levels, "engine in-process")
     await engine.close()
-    return {"scenario": "foundation", "text": TEXT, "machine": describe(), "rows": rows}
+    return {"scenario": "espeak", "text": TEXT, "rows": rows}
+
+
+OVERHEAD_ENGINE = {"first_chunk_ms": 150, "rtf": 0.1, "chunk_ms": 200, "capacity": 128}
+
+
+async def overhead() -> dict[str, Any]:
+    """Time to first audio through the server minus the engine's own, with a
+    simulated GPU engine that is never saturated (so only the gateway varies)."""
+    levels = {1: 100, 8: 25, 32: 10, 64: 8}
+    env = {"VOXGATE_ENGINES": sim_engines(**OVERHEAD_ENGINE), "VOXGATE_QUEUE_SIZE": "512"}
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+        target = loadgen.Target(voice="alloy", format="pcm", model="sim")
+        http = await http_levels(server, target, levels, "HTTP pcm")
+    engine = SimulatedEngine(**OVERHEAD_ENGINE)
+    await engine.start()
+    direct = await in_process_levels(engine, SIM_SPEAKERS[0].id, levels, "engine in-process")
+    overheads = []
+    for h, d in zip(http, direct, strict=True):
+        overheads.append(
+            {
+                "concurrency": h["concurrency"],
+                **{
+                    f"{p}_ms": round(h["ttfa_ms"][p] - d["ttfa_ms"][p], 2)
+                    for p in ("p50", "p90", "p99")
+                },
+                "gateway_cpu_ms": h["gateway_cpu_ms"],
+            }
+        )
+    return {
+        "scenario": "overhead",
+        "engine": OVERHEAD_ENGINE,
+        "rows": http + direct,
+        "overhead": overheads,
+    }
+
+
+OVERLOAD_ENGINE = {"first_chunk_ms": 150, "rtf": 0.1, "chunk_ms": 200, "capacity": 8}
+
+
+async def overload() -> dict[str, Any]:
+    """Open-loop arrivals at 1x, 2x and 4x what the engine can serve."""
+    text = "Overload is where a gateway earns its keep."  # 43 chars: 2.6 s of audio
+    service_s = OVERLOAD_ENGINE["first_chunk_ms"] / 1000 + 2.6 * OVERLOAD_ENGINE["rtf"]
+    capacity_rps = OVERLOAD_ENGINE["capacity"] / service_s
+    env = {"VOXGATE_ENGINES": sim_engines(**OVERLOAD_ENGINE)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+        target = loadgen.Target(voice="alloy", format="pcm", model="sim", text=text)
+        client = http1.Client(server.url)
+        send = loadgen.http_request(client, target)
+        await loadgen.run_closed(send, 4, 2, warmup=0)  # warm the server up
+        for factor in (1, 2, 4):
+            result = await loadgen.run_open(send, capacity_rps * factor, 20.0, label=f"{factor}x")
+            row = result.report()
+            rows.append(row)
+            print(f"  {factor}x: p99 TTFA {row['ttfa_ms']['p99']} ms, errors {row['errors']}")
+            await asyncio.sleep(12)  # let the queue drain before the next level
+        await client.aclose()
+    return {
+        "scenario": "overload",
+        "engine": OVERLOAD_ENGINE,
+        "capacity_rps": capacity_rps,
+        "rows": rows,
+    }
+
+
+SOAK_ENGINE = {
+    "first_chunk_ms": 5,
+    "rtf": 0.005,
+    "chunk_ms": 250,
+    "capacity": 64,
+    "fault_rates": {"before": 0.005, "mid": 0.005, "nan": 0.01},
+}
+
+
+async def soak() -> dict[str, Any]:
+    """20,000 requests in all six formats with injected faults; the gateway's
+    resident memory sampled throughout must stay flat."""
+    total = int(os.environ.get("VOXGATE_SOAK_REQUESTS", "20000"))
+    streams = 32
+    env = {"VOXGATE_ENGINES": sim_engines(**SOAK_ENGINE)}
+    formats = ["pcm", "mp3", "opus", "aac", "flac", "wav"]
+    samples: list[tuple[int, float, float]] = []  # (requests done, seconds, MiB)
+    done = 0
+    errors: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+        assert server.process is not None
+        pid = server.process.pid
+        client = http1.Client(server.url, 60)
+        senders = [
+            loadgen.http_request(
+                client, loadgen.Target(model="sim", format=f, text=f"Soak request in {f}.")
+            )
+            for f in formats
+        ]
+        started = time.perf_counter()
+
+        async def send(n: int) -> loadgen.Sample:
+            return await senders[n % len(senders)](n)
+
+        async def sampler() -> None:
+            while True:
+                samples.append((done, time.perf_counter() - started, rss_mib(pid)))
+                await asyncio.sleep(1.0)
+
+        def count(sample: loadgen.Sample) -> None:
+            nonlocal done
+            done += 1
+            if not sample.ok:
+                key = sample.error or str(sample.status)
+                errors[key] = errors.get(key, 0) + 1
+            if done % 2000 == 0:
+                print(f"  {done} requests, RSS {rss_mib(pid):.1f} MiB", flush=True)
+
+        watcher = asyncio.create_task(sampler())
+        result = await loadgen.run_closed(send, streams, total // streams, on_sample=count)
+        watcher.cancel()
+        samples.append((done, time.perf_counter() - started, rss_mib(pid)))
+        runtime = await client.get_json("/v1/admin/runtime")
+        await client.aclose()
+    n = np.array([s[0] for s in samples], dtype=float)
+    mib = np.array([s[2] for s in samples])
+    after_warmup = n >= min(2000, n.max() / 10)
+    slope = float(np.polyfit(n[after_warmup], mib[after_warmup], 1)[0]) * 1000
+    return {
+        "scenario": "soak",
+        "engine": SOAK_ENGINE,
+        "requests": len(result.samples),
+        "wall_s": round(result.wall_s, 1),
+        "rps": round(len(result.samples) / result.wall_s, 1),
+        "errors": errors,
+        "rss_mib": {
+            "start": round(float(mib[0]), 1),
+            "after_2000": round(float(mib[after_warmup][0]), 1),
+            "end": round(float(mib[-1]), 1),
+            "max": round(float(mib.max()), 1),
+            "slope_mib_per_1000_requests": round(slope, 3),
+        },
+        "runtime_after": runtime,
+        "timeline": [
+            {"requests": int(a), "s": round(b, 1), "rss_mib": round(c, 1)} for a, b, c in samples
+        ],
+    }
 
 
 async def encoders() -> dict[str, Any]:
@@ -136,14 +297,14 @@ async def encoders() -> dict[str, Any]:
     rows = []
     for fmt in (AudioFormat.MP3, AudioFormat.OPUS, AudioFormat.AAC, AudioFormat.FLAC):
         timings = {}
-        for label, options in (("default", {}), ("voxgate", None)):
+        for name, options in (("default", {}), ("voxgate", None)):
             runs = []
             for _ in range(5):
                 started = time.process_time()
                 enc = AvEncoder(fmt, 24000, codec_options=options)
                 size = sum(len(enc.encode(c)) for c in speech) + len(enc.finish())
                 runs.append(time.process_time() - started)
-            timings[label] = (round(min(runs) * 1000, 1), size)
+            timings[name] = (round(min(runs) * 1000, 1), size)
         rows.append(
             {
                 "format": fmt.value,
@@ -154,42 +315,61 @@ async def encoders() -> dict[str, Any]:
                 "voxgate_bytes": timings["voxgate"][1],
             }
         )
-    return {"scenario": "encoders", "text": TEXT, "machine": describe(), "rows": rows}
+    return {"scenario": "encoders", "text": TEXT, "rows": rows}
 
 
-def encoder_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| format | audio s | default CPU ms | default bytes | voxgate CPU ms | voxgate bytes |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['format']} | {r['audio_s']} | {r['default_ms']} | {r['default_bytes']} "
-            f"| {r['voxgate_ms']} | {r['voxgate_bytes']} |"
-        )
-    return "\n".join(lines)
-
-
-SCENARIOS: dict[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]]] = {
-    "foundation": foundation,
+SCENARIOS: dict[str, Scenario] = {
+    "espeak": espeak,
+    "overhead": overhead,
+    "overload": overload,
+    "soak": soak,
     "encoders": encoders,
 }
-TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"encoders": encoder_table}
+
+
+def show(result: dict[str, Any]) -> None:
+    name = result["scenario"]
+    if name == "encoders":
+        print("| format | audio s | default CPU ms | bytes | voxgate CPU ms | bytes |")
+        print("|---|---|---|---|---|---|")
+        for r in result["rows"]:
+            print(f"| {r['format']} | {r['audio_s']} | {r['default_ms']} | {r['default_bytes']} "
+                  f"| {r['voxgate_ms']} | {r['voxgate_bytes']} |")  # fmt: skip
+        return
+    if name == "soak":
+        print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=2))
+        return
+    print(report.markdown(result["rows"]))
+    if "overhead" in result:
+        print("\n| streams | overhead p50 ms | p90 | p99 | gateway CPU ms/req |")
+        print("|---|---|---|---|---|")
+        for o in result["overhead"]:
+            print(f"| {o['concurrency']} | {o['p50_ms']} | {o['p90_ms']} | {o['p99_ms']} "
+                  f"| {o['gateway_cpu_ms']} |")  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*SCENARIOS, []], help="scenarios to run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "names", nargs="*", help=f"scenarios (default: all): {', '.join(SCENARIOS)}"
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}")
     OUT.mkdir(exist_ok=True)
     for name in args.names or list(SCENARIOS):
-        result = asyncio.run(SCENARIOS[name]())
+        print(f"\n## {name}", flush=True)
+        result = run_fast(SCENARIOS[name]())
+        result["machine"] = describe()
         (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
-        print(f"\n## {name}  ({result['machine']['cpu']}, {result['machine']['cores']} cores)\n")
-        print(TABLES.get(name, table)(result["rows"]))
+        if "rows" in result and name in ("espeak", "overhead", "overload"):
+            report.plot(result["rows"], OUT / f"{name}.png", title=name)
+        show(result)
     return 0
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     sys.exit(main(sys.argv[1:]))

@@ -227,6 +227,70 @@ async def _voices_local(
 
 
 @app.command()
+def bench(
+    url: Annotated[str, typer.Option(help="Server to load.")] = "http://127.0.0.1:8080",
+    route: Annotated[
+        str, typer.Option(help="openai (/v1/audio/speech) or native (/v1/tts).")
+    ] = "openai",
+    concurrency: Annotated[
+        str, typer.Option(help="Closed loop: parallel streams, comma list.")
+    ] = "1,8,32",
+    requests: Annotated[int, typer.Option(help="Closed loop: requests per stream.")] = 20,
+    rate: Annotated[
+        str | None, typer.Option(help="Open loop instead: arrival rates (req/s), comma list.")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Open loop: seconds per rate.")] = 20.0,
+    text: Annotated[str | None, typer.Option(help="Text to speak.")] = None,
+    voice: Annotated[str | None, typer.Option(help="Voice.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model / engine name.")] = None,
+    fmt: Annotated[AudioFormat, typer.Option("--format", help="Output format.")] = AudioFormat.PCM,
+    sample_rate: Annotated[int | None, typer.Option(help="Output sample rate.")] = None,
+    warmup: Annotated[
+        int, typer.Option(help="Unrecorded requests per stream before measuring.")
+    ] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results as JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency percentiles.")] = None,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout (s).")] = 120.0,
+) -> None:
+    """Load a running server: N streams x M requests, or an open-loop rate."""
+    from voxgate.bench.loadgen import DEFAULT_TEXT, Target
+    from voxgate.bench.runner import run_fast, run_levels, write_outputs
+
+    if route not in ("openai", "native"):
+        _fail("invalid_route", f"unknown route {route!r}", "Use openai or native.")
+    target = Target(
+        route=route,  # type: ignore[arg-type]
+        text=text or DEFAULT_TEXT,
+        voice=voice,
+        model=model,
+        format=fmt.value,
+        sample_rate=sample_rate,
+    )
+    levels = (
+        [float(x) for x in rate.split(",")] if rate else [int(x) for x in concurrency.split(",")]
+    )
+    try:
+        results = run_fast(
+            run_levels(
+                url,
+                target,
+                levels,
+                open_loop=rate is not None,
+                per_stream=requests,
+                duration_s=duration,
+                warmup=warmup,
+                timeout_s=timeout,
+                console=out,
+            )
+        )
+    except (OSError, RuntimeError) as exc:
+        _fail("connection_failed", f"cannot use {url}: {exc}", "Is `voxgate serve` running?", 503)
+    write_outputs(results, url, target, json_out=json_out, plot_out=plot)
+    if any(r["ok"] < r["requests"] for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)
