@@ -6,13 +6,14 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test lint format bench clean
+.PHONY: help serve test lint format bench reliability clean
 
 help:
 	@echo "make serve   create $(VENV), install, start the server on 127.0.0.1:8080"
 	@echo "make test    install dev dependencies, lint, run the whole test suite"
 	@echo "make lint    ruff and mypy"
-	@echo "make bench   run the benchmark scenarios in bench/"
+	@echo "make bench   run the benchmark scenarios in bench/ (about 15 minutes)"
+	@echo "make reliability  the long schemathesis and fault-injection run"
 	@echo "make clean   remove $(VENV) and caches"
 
 $(BIN)/python:
@@ -48,6 +49,9 @@ format: $(VENV)/.stamp-dev
 
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/run.py $(ARGS)
+
+reliability: $(VENV)/.stamp-dev
+	VOXGATE_RELIABILITY_EXAMPLES=$${VOXGATE_RELIABILITY_EXAMPLES:-2000} $(BIN)/pytest tests/reliability $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts bench/out

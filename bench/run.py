@@ -258,7 +258,13 @@ async def soak() -> dict[str, Any]:
     n = np.array([s[0] for s in samples], dtype=float)
     mib = np.array([s[2] for s in samples])
     after_warmup = n >= min(2000, n.max() / 10)
-    slope = float(np.polyfit(n[after_warmup], mib[after_warmup], 1)[0]) * 1000
+    steady = mib[after_warmup]
+    third = max(1, len(steady) // 3)
+    # Allocators hand memory back in lumps, so RSS under load oscillates; a
+    # leak shows as the middle of the distribution moving up, not as a fit
+    # through the oscillation.
+    early, late = float(np.median(steady[:third])), float(np.median(steady[-third:]))
+    slope = float(np.polyfit(n[after_warmup], steady, 1)[0]) * 1000
     return {
         "scenario": "soak",
         "engine": SOAK_ENGINE,
@@ -271,6 +277,8 @@ async def soak() -> dict[str, Any]:
             "after_2000": round(float(mib[after_warmup][0]), 1),
             "end": round(float(mib[-1]), 1),
             "max": round(float(mib.max()), 1),
+            "median_first_third": round(early, 1),
+            "median_last_third": round(late, 1),
             "slope_mib_per_1000_requests": round(slope, 3),
         },
         "runtime_after": runtime,

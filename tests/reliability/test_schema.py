@@ -62,6 +62,8 @@ CASES = [(label, GenerationMode.POSITIVE) for label in sorted(OPERATIONS)] + [
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with ServerProcess(tmp_path_factory.mktemp("schema")) as server:
+        httpx.post(server.url + "/v1/audio/speech", json={"input": "warm up"}, timeout=60)
+        server.resting = httpx.get(server.url + "/v1/admin/runtime").json()  # type: ignore[attr-defined]
         yield server
 
 
@@ -98,3 +100,7 @@ def test_the_schema_covers_every_route() -> None:
 def test_server_is_healthy_afterwards(api_server: ServerProcess) -> None:
     assert api_server.alive()
     assert httpx.get(api_server.url + "/readyz").status_code == 200
+    resting = api_server.resting  # type: ignore[attr-defined]
+    runtime = httpx.get(api_server.url + "/v1/admin/runtime").json()
+    assert runtime["tasks"] <= resting["tasks"], (runtime, resting)
+    assert runtime["open_fds"] <= resting["open_fds"] + 2, (runtime, resting)
