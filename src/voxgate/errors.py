@@ -60,11 +60,22 @@ INSTRUCT_UNSUPPORTED = _code(
 )
 LANGUAGE_UNSUPPORTED = _code("language_unsupported", 400, "The engine does not speak it.")
 
+# Voice prompts
+PROMPT_REQUIRED = _code("prompt_required", 400, "The mode needs a voice prompt.")
+PROMPT_INVALID = _code("prompt_invalid", 400, "The prompt is not decodable audio.")
+PROMPT_SAMPLE_RATE = _code("prompt_sample_rate", 400, "The prompt is sampled below 16 kHz.")
+PROMPT_TOO_LONG = _code("prompt_too_long", 400, "The prompt is longer than allowed.")
+PROMPT_TOO_SHORT = _code("prompt_too_short", 400, "The prompt is too short to imitate.")
+PROMPT_TEXT_REQUIRED = _code(
+    "prompt_text_required", 400, "Zero-shot imitation needs the prompt's transcript."
+)
+
 # Capacity and engines
 ENGINE_OVERLOADED = _code("engine_overloaded", 503, "The engine queue is full or too slow.")
 ENGINE_UNAVAILABLE = _code("engine_unavailable", 503, "The engine is not ready.")
 ENGINE_FAILED = _code("engine_failed", 500, "The engine failed while synthesizing.")
 ENGINE_TIMEOUT = _code("engine_timeout", 504, "The engine did not answer in time.")
+UPSTREAM_ERROR = _code("upstream_error", 502, "A remote engine answered with an error.")
 INTERNAL_ERROR = _code("internal_error", 500, "An unexpected server error.")
 
 
@@ -125,6 +136,12 @@ class EngineUnavailable(EngineError):
 
 class EngineTimeout(EngineError):
     default_code = ENGINE_TIMEOUT
+
+
+class UpstreamError(EngineError):
+    """A remote engine answered with an error or broke its stream (502)."""
+
+    default_code = UPSTREAM_ERROR
 
 
 class Overloaded(VoxgateError):

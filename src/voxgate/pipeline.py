@@ -30,6 +30,7 @@ from voxgate.audio.chain import PostProcessor
 from voxgate.audio.encoders import Encoder, make_encoder
 from voxgate.audio.formats import AudioFormat, info, nearest_rate, rate_allowed
 from voxgate.audio.pcm import Samples
+from voxgate.audio.prompt import PromptAudio
 from voxgate.config import Settings
 from voxgate.engines.base import Engine, EngineRequest, Mode, Notice
 from voxgate.engines.registry import EngineRegistry
@@ -70,6 +71,7 @@ class SynthesisRequest:
     format: AudioFormat = AudioFormat.WAV
     sample_rate: int | None = None
     seed: int = 0
+    prompt: PromptAudio | None = None  # speech to imitate (zero_shot, cross_lingual...)
     priority: Priority = Priority.REALTIME
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     max_chars: int | None = None  # overrides the configured limit (jobs)
@@ -207,7 +209,7 @@ class Synthesis:
             ("X-Channels", "1"),
             ("X-Audio-Format", self.format.value),
             ("X-Voxgate-Engine", self.engine.name),
-            ("X-Voxgate-Voice", self.voice.speaker.id),
+            ("X-Voxgate-Voice", self.voice.label),
         ]
         h.extend(("X-Voxgate-Warning", n.header()) for n in self.notices)
         return h
@@ -406,7 +408,9 @@ class Pipeline:
         usage.characters = len(text)
         usage.sample_rate = sample_rate
 
-        voice = self.voices.resolve(engine, req.voice)
+        voice = self.voices.resolve(
+            engine, req.voice, optional=req.mode in caps.prompt_modes and req.voice is None
+        )
         native_speed, tempo = self._split_speed(engine, req.speed)
         if req.pitch and not caps.pitch:
             notices.append(Notice("pitch_unsupported", f"engine {engine.name} cannot shift pitch"))
@@ -416,6 +420,7 @@ class Pipeline:
             segments=tuple(segments),
             speaker=voice.speaker,
             instruct=req.instruct,
+            prompt=req.prompt,
             language=req.language,
             speed=native_speed,
             pitch=req.pitch if caps.pitch else 0.0,
@@ -456,6 +461,13 @@ class Pipeline:
                 code=errors.INSTRUCT_REQUIRED,
                 hint='Add "instruct", e.g. "speak slowly" or "用悲伤的语气".',
                 param="instruct",
+            )
+        if req.mode in engine.capabilities.prompt_modes and req.prompt is None:
+            raise RequestError(
+                f"mode {req.mode.value!r} of engine {engine.name!r} needs a voice prompt",
+                code=errors.PROMPT_REQUIRED,
+                hint="Send 3-15 seconds of the voice to imitate, or use a registered voice.",
+                param="prompt",
             )
 
     def _output(self, engine: Engine, req: SynthesisRequest) -> tuple[AudioFormat, int]:

@@ -18,8 +18,12 @@ from voxgate.errors import RequestError
 
 @dataclass(frozen=True, slots=True)
 class ResolvedVoice:
-    speaker: Speaker
+    speaker: Speaker | None  # None: the voice comes from a prompt
     requested: str | None  # what the caller said, for logs and headers
+
+    @property
+    def label(self) -> str:
+        return self.speaker.id if self.speaker else "prompt"
 
 
 def _key(name: str) -> str:
@@ -31,7 +35,12 @@ class VoiceDirectory:
         self._aliases = {_key(k): v for k, v in aliases.items()}
         self._default = default_voice
 
-    def resolve(self, engine: Engine, voice: str | None) -> ResolvedVoice:
+    def resolve(
+        self, engine: Engine, voice: str | None, *, optional: bool = False
+    ) -> ResolvedVoice:
+        """``optional``: the request brings a prompt, so no speaker is needed."""
+        if optional and voice in (None, ""):
+            return ResolvedVoice(None, None)
         name = voice if voice not in (None, "") else self._default
         if name is None:
             speaker = engine.default_speaker()

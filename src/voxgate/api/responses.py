@@ -154,7 +154,7 @@ def describe(state: dict[str, Any], synthesis: Synthesis) -> None:
     """Facts about the synthesis for the request's log line."""
     state.setdefault("log", {}).update(
         engine=synthesis.engine.name,
-        voice=synthesis.voice.speaker.id,
+        voice=synthesis.voice.label,
         characters=synthesis.usage.characters,
         format=synthesis.format.value,
     )

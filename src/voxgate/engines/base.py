@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.audio.pcm import Samples
+from voxgate.audio.prompt import PromptAudio
 from voxgate.text.markup import Feature
 from voxgate.text.split import Segment
 
@@ -50,6 +51,8 @@ class Capabilities:
     markup: frozenset[Feature] = frozenset()
     text_streaming: bool = False  # accepts text while it arrives
     max_segment_chars: int = 200
+    # Modes in which the engine needs a voice prompt (speech to imitate).
+    prompt_modes: frozenset[Mode] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,7 @@ class Capabilities:
             "pitch": self.pitch,
             "volume": self.volume,
             "markup": sorted(self.markup),
+            "prompt_modes": sorted(self.prompt_modes),
         }
 
 
@@ -98,6 +102,7 @@ class EngineRequest:
     segments: Sequence[Segment]
     speaker: Speaker | None
     instruct: str | None = None
+    prompt: PromptAudio | None = None
     language: str | None = None
     speed: float = 1.0  # within capabilities.speed_range
     pitch: float = 0.0  # semitones, only if capabilities.pitch

@@ -26,6 +26,12 @@ EngineFactory = Callable[..., Engine]
 BUILTIN_KINDS: dict[str, str] = {
     "espeak": "voxgate.engines.espeak.engine:EspeakEngine",
     "simulated": "voxgate.engines.simulated:SimulatedEngine",
+    "cosyvoice": "voxgate.engines.cosyvoice.local:CosyVoiceEngine",
+    "cosyvoice-http": "voxgate.engines.cosyvoice.http:CosyVoiceHttpEngine",
+    "cosyvoice-grpc": "voxgate.engines.cosyvoice.grpc:CosyVoiceGrpcEngine",
+    "cosyvoice-triton": "voxgate.engines.cosyvoice.triton:CosyVoiceTritonEngine",
+    "cosyvoice-gradio": "voxgate.engines.cosyvoice.gradio:CosyVoiceGradioEngine",
+    "openai-upstream": "voxgate.engines.openai_upstream:OpenAIUpstreamEngine",
 }
 
 

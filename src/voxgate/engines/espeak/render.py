@@ -9,11 +9,11 @@ sentence switches to English with the same voice variant.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from voxgate.engines.espeak.catalog import LANGUAGES, Language
+from voxgate.text.kana import to_hiragana
 from voxgate.text.markup import Arpabet, Event, Node, Span, Text
 from voxgate.text.script import Script
 from voxgate.text.split import Segment
@@ -45,19 +45,9 @@ def arpabet_to_espeak(phones: tuple[str, ...]) -> str:
     return "".join(out)
 
 
-_kakasi_lock = threading.Lock()
-_kakasi: object | None = None
-
-
 def _to_kana(text: str) -> str:
     """Kanji to hiragana: espeak-ng's Japanese voice only reads kana."""
-    global _kakasi
-    with _kakasi_lock:
-        if _kakasi is None:
-            import pykakasi
-
-            _kakasi = pykakasi.kakasi()  # type: ignore[no-untyped-call]
-    return "".join(item["hira"] for item in _kakasi.convert(text))  # type: ignore[attr-defined]
+    return to_hiragana(text)
 
 
 def _has_han(text: str) -> bool:

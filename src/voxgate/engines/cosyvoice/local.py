@@ -1,0 +1,365 @@
+"""``cosyvoice``: CosyVoice 1, 2 or 3 loaded in this process.
+
+Installed with ``pip install 'voxgate[cosyvoice]'`` plus upstream's code (it is
+not on PyPI; docs/engines.md has the steps). The model is loaded from a
+**local** directory through upstream's ``AutoModel``, which picks the class
+(``CosyVoice``, ``CosyVoice2``, ``CosyVoice3``) from the config file in it.
+
+    [engines.cosyvoice]
+    kind = "cosyvoice"
+    options = { model_dir = "/models/CosyVoice2-0.5B", repo_dir = "/opt/CosyVoice",
+                gpu = 0, fp16 = true, load_trt = true, concurrency = 4 }
+
+What the adapter does around upstream, and why:
+
+* **no downloads**: a ``model_dir`` that is not a directory here (a ModelScope
+  id such as ``iic/CosyVoice2-0.5B``) is refused with the command to fetch it;
+* **options per version**: ``load_jit`` / ``load_trt`` / ``load_vllm`` /
+  ``fp16`` / ``trt_concurrent`` are passed only where the version's class
+  takes them (CosyVoice3 has no ``load_jit``); asking for one it lacks is a
+  configuration error, not a silent no-op;
+* **one GPU per engine**, chosen with ``gpu`` through ``CUDA_VISIBLE_DEVICES``
+  before CUDA starts: upstream moves tensors to ``cuda`` (the current device)
+  from threads it creates itself, so a per-thread device choice would not hold;
+* **threads it owns**: calls run in ``concurrency`` threads
+  (:class:`~voxgate.engines.threaded.BlockingStreams`); a cancelled request
+  stops the model's LLM thread and frees its slot (:mod:`.guards`);
+* **the hop-length drift bug** is neutralised per call (:mod:`.guards`);
+* **speed**: upstream refuses ``speed`` with streaming, and its non-streamed
+  speed change delays all audio to the end of each segment. voxgate always
+  streams from the model and changes tempo itself (pitch preserved), so
+  ``speed`` works with streaming and first audio is not delayed;
+* **prompt rules**: the v2/v3 prefixes are added here (:mod:`.texts`);
+* **prompt features**: a registered voice's features are extracted once
+  (:mod:`.speakers`); a request's own prompt once per request, not once per
+  segment;
+* **cached speaker + instruct**: upstream ignores the instruction when
+  ``inference_instruct2`` gets a cached ``zero_shot_spk_id``; instruct calls
+  therefore always pass the prompt audio (correct, at the cost of extracting
+  its features);
+* **long text with tags**: upstream does not split text containing ``<|`` and
+  ``|>``; voxgate's pipeline has already split it into segments, one model
+  call each.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import inspect
+import io
+import logging
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxgate.audio.pcm import Samples
+from voxgate.engines.base import (
+    AudioChunk,
+    Capabilities,
+    Engine,
+    EngineRequest,
+    Mode,
+    Notice,
+    Speaker,
+)
+from voxgate.engines.cosyvoice.guards import RequestModel, install_thread_hook
+from voxgate.engines.cosyvoice.profile import (
+    CONFIG_FILES,
+    ModelProfile,
+    make_profile,
+    speakers_from_names,
+)
+from voxgate.engines.cosyvoice.speakers import SpeakerCache
+from voxgate.engines.cosyvoice.texts import prompt_wav, require_transcript, upstream_texts
+from voxgate.engines.threaded import BlockingStreams
+from voxgate.errors import EngineError, EngineUnavailable
+from voxgate.text.cosyvoice_syntax import Version, apply
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES: dict[int, str] = {1: "CosyVoice", 2: "CosyVoice2", 3: "CosyVoice3"}
+LOAD_FLAGS = ("load_jit", "load_trt", "load_vllm", "fp16", "trt_concurrent")
+INSTALL_HINT = (
+    "Install upstream CosyVoice (docs/engines.md): git clone --recursive "
+    "https://github.com/FunAudioLLM/CosyVoice, pip install -r requirements.txt, "
+    "then set the engine's repo_dir option to the clone."
+)
+
+
+def model_version(model_dir: Path) -> Version:
+    """The version AutoModel would pick: the config file in the directory."""
+    for version, filename in CONFIG_FILES.items():
+        if (model_dir / filename).is_file():
+            return version  # type: ignore[return-value]
+    raise ValueError(
+        f"{model_dir} holds no {', '.join(CONFIG_FILES.values())}: not a CosyVoice model "
+        "directory (download the whole model, not single files)"
+    )
+
+
+def check_model_dir(value: str | os.PathLike[str]) -> Path:
+    """A local model directory, or a clear refusal (nothing is downloaded)."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return path
+    text = str(value)
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+    if looks_like_hub_id:
+        raise ValueError(
+            f"model_dir {text!r} looks like a ModelScope/Hugging Face id, and voxgate never "
+            "downloads models at run time. Download it once, e.g. "
+            f"`modelscope download --model {text} --local_dir /models/{text.split('/')[-1]}`, "
+            "and set model_dir to that directory."
+        )
+    raise ValueError(f"model_dir {text!r} is not a directory")
+
+
+class CosyVoiceEngine(Engine):
+    kind = "cosyvoice"
+
+    def __init__(
+        self,
+        name: str = "cosyvoice",
+        *,
+        model_dir: str,
+        repo_dir: str | None = None,
+        gpu: int | str | None = None,
+        concurrency: int = 2,
+        modes: Sequence[str] | None = None,
+        stream: bool = True,
+        text_frontend: bool = True,
+        cached_voices: int = 256,
+        **load_flags: Any,
+    ) -> None:
+        super().__init__(name)
+        unknown = set(load_flags) - set(LOAD_FLAGS)
+        if unknown:
+            raise TypeError(
+                f"engine {name!r} (cosyvoice): unknown options {sorted(unknown)}; known: "
+                "model_dir, repo_dir, gpu, concurrency, modes, stream, text_frontend, "
+                f"cached_voices, {', '.join(LOAD_FLAGS)}"
+            )
+        self.model_dir = check_model_dir(model_dir)
+        self.version = model_version(self.model_dir)
+        self.repo_dir = Path(repo_dir).expanduser() if repo_dir else None
+        self.gpu = None if gpu is None else str(gpu)
+        self.load_flags = load_flags
+        self._modes = list(modes) if modes is not None else None
+        self._stream = stream
+        self._text_frontend = text_frontend
+        self._cached_voices = cached_voices
+        self._streams = BlockingStreams(name, concurrency)
+        self._model: Any = None
+        self._initial_hop: int | None = None
+        self._cache: SpeakerCache | None = None
+        self.profile: ModelProfile = make_profile(
+            self.version, modes=self._modes, variant=self.model_dir.name,
+            speakers=["?"] if self.version == 1 else [],
+        )  # fmt: skip
+        self._speakers: tuple[Speaker, ...] = ()
+        self._capabilities = self._make_capabilities()
+
+    def _make_capabilities(self) -> Capabilities:
+        return self.profile.capabilities(
+            concurrency=self._streams.concurrency, streaming=self._stream, text_streaming=False
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def speakers(self) -> Sequence[Speaker]:
+        return self._speakers
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model_dir": str(self.model_dir),
+            "model_version": self.version,
+            "model_class": type(self._model).__name__ if self._model is not None else None,
+            "load_flags": self.load_flags,
+            "gpu": self.gpu,
+            "threads_busy": self._streams.busy,
+            "cached_voices": len(self._cache) if self._cache else 0,
+        }
+
+    # -- loading -------------------------------------------------------------
+
+    async def start(self) -> None:
+        import asyncio
+
+        try:
+            await asyncio.to_thread(self._load)
+        except EngineUnavailable:
+            raise
+        except Exception as exc:
+            raise EngineUnavailable(
+                f"engine {self.name}: loading CosyVoice from {self.model_dir} failed: {exc}",
+                hint="Run `voxgate doctor` for what is missing.",
+            ) from exc
+        install_thread_hook()
+        self._ready = True
+
+    async def close(self) -> None:
+        self._ready = False
+        self._streams.shutdown()
+
+    def _import_upstream(self) -> Any:
+        if self.repo_dir is not None:
+            for path in (self.repo_dir / "third_party" / "Matcha-TTS", self.repo_dir):
+                if path.is_dir() and str(path) not in sys.path:
+                    sys.path.insert(0, str(path))
+        try:
+            return importlib.import_module("cosyvoice.cli.cosyvoice")
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"engine {self.name}: cannot import upstream CosyVoice ({exc})", hint=INSTALL_HINT
+            ) from exc
+
+    def _select_gpu(self) -> None:
+        if self.gpu is None:
+            return
+        current = os.environ.get("CUDA_VISIBLE_DEVICES")
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized() and current != self.gpu:
+            raise EngineUnavailable(
+                f"engine {self.name}: gpu={self.gpu} asked, but CUDA already started in this "
+                f"process with CUDA_VISIBLE_DEVICES={current!r}",
+                hint="Run one voxgate process (or worker) per GPU.",
+            )
+        os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
+
+    def _load(self) -> None:
+        self._select_gpu()
+        module = self._import_upstream()
+        cls = getattr(module, CLASS_NAMES[self.version])
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        refused = sorted(set(self.load_flags) - accepted)
+        if refused:
+            raise EngineUnavailable(
+                f"engine {self.name}: {CLASS_NAMES[self.version]} does not take {refused}",
+                hint=f"Its options are {sorted(accepted & set(LOAD_FLAGS))}.",
+            )
+        log.info("engine %s: loading %s from %s", self.name, cls.__name__, self.model_dir)
+        model = module.AutoModel(model_dir=str(self.model_dir), **self.load_flags)
+        self._model = model
+        self._initial_hop = getattr(model.model, "token_hop_len", None)
+        self._cache = SpeakerCache(model.frontend.spk2info, self._cached_voices)
+        names = [str(s) for s in model.list_available_spks()]
+        self._speakers = speakers_from_names(names)
+        self.profile = make_profile(
+            self.version, speakers=names, modes=self._modes,
+            sample_rate=int(model.sample_rate), variant=self.model_dir.name,
+        )  # fmt: skip
+        self._capabilities = self._make_capabilities()
+        log.info(
+            "engine %s: %s ready, %d Hz, modes %s, %d speakers",
+            self.name, cls.__name__, model.sample_rate,
+            ",".join(sorted(self.profile.modes)), len(names),
+        )  # fmt: skip
+
+    # -- synthesis -----------------------------------------------------------
+
+    def check(self, request: EngineRequest) -> list[Notice]:
+        require_transcript(request, self.name)
+        return []
+
+    async def _synthesize(self, request: EngineRequest) -> AsyncIterator[AudioChunk]:
+        if self._model is None:
+            raise EngineUnavailable(f"engine {self.name} is not loaded")
+        async for segment, samples in self._streams.stream(
+            lambda stop: self._generate(request, stop)
+        ):
+            yield AudioChunk(samples, segment)
+
+    def _generate(
+        self, request: EngineRequest, stop: threading.Event
+    ) -> Iterator[tuple[int, Samples]]:
+        """Runs in an engine thread: one upstream call per segment."""
+        model = copy.copy(self._model)  # a shallow copy whose .model is this call's view
+        model.model = RequestModel(self._model.model, self._initial_hop, stop)
+        try:
+            with ExitStack() as stack:
+                spk_id = self._prompt_speaker(stack, model, request)
+                for segment in request.segments:
+                    texts = upstream_texts(self.version, request, segment)
+                    outputs = self._call(model, request, texts.tts_text, texts.prompt_text,
+                                         texts.instruct_text, spk_id)  # fmt: skip
+                    try:
+                        for out in outputs:
+                            yield segment.index, _samples(out)
+                            if stop.is_set():
+                                return
+                    finally:
+                        outputs.close()
+        except AssertionError as exc:  # upstream checks its inputs with assert
+            raise EngineError(f"CosyVoice refused the request: {exc}") from exc
+        except Exception as exc:
+            raise EngineError(f"CosyVoice failed: {exc!r}") from exc
+
+    def _prompt_speaker(self, stack: ExitStack, model: Any, request: EngineRequest) -> str:
+        """A ``zero_shot_spk_id`` holding the prompt's features, or ``""``.
+
+        Registered voices are kept (up to ``cached_voices``); a request's own
+        prompt is registered for the request when it has several segments.
+        Never for instruct: upstream would drop the instruction.
+        """
+        prompt = request.prompt
+        if prompt is None or self._cache is None:
+            return ""
+        if request.mode not in (Mode.ZERO_SHOT, Mode.CROSS_LINGUAL):
+            return ""
+        transcript = apply(self.version, "zero_shot", "", prompt_text=prompt.text).prompt_text
+        if prompt.voice_id:
+            digest = hashlib.sha1(transcript.encode()).hexdigest()[:10]
+            spk_id = f"voxgate:{prompt.voice_id}:{digest}"
+        elif len(request.segments) > 1:
+            spk_id = f"voxgate-request:{request.request_id}"
+            stack.callback(self._cache.forget, spk_id)
+        else:
+            return ""
+        wav = prompt_wav(request)
+        return stack.enter_context(
+            self._cache.use(spk_id, lambda: model.add_zero_shot_spk(transcript, io.BytesIO(wav),
+                                                                    spk_id))
+        )  # fmt: skip
+
+    def _call(
+        self,
+        model: Any,
+        request: EngineRequest,
+        tts_text: str,
+        prompt_text: str,
+        instruct_text: str,
+        spk_id: str,
+    ) -> Any:
+        common = {"stream": self._stream, "speed": 1.0, "text_frontend": self._text_frontend}
+        speaker = request.speaker.id if request.speaker else ""
+        if request.mode == Mode.SFT:
+            return model.inference_sft(tts_text, speaker, **common)
+        if request.mode == Mode.INSTRUCT and self.version == 1:
+            return model.inference_instruct(tts_text, speaker, instruct_text, **common)
+        wav: Any = io.BytesIO(prompt_wav(request)) if not spk_id else ""
+        if request.mode == Mode.ZERO_SHOT:
+            text = "" if spk_id else prompt_text
+            return model.inference_zero_shot(tts_text, text, wav, zero_shot_spk_id=spk_id,
+                                             **common)  # fmt: skip
+        if request.mode == Mode.CROSS_LINGUAL:
+            return model.inference_cross_lingual(tts_text, wav, zero_shot_spk_id=spk_id, **common)
+        return model.inference_instruct2(tts_text, instruct_text, io.BytesIO(prompt_wav(request)),
+                                         **common)  # fmt: skip
+
+
+def _samples(output: Any) -> Samples:
+    """Upstream yields ``{'tts_speech': FloatTensor[1, N]}`` on the CPU."""
+    tensor = output["tts_speech"]
+    array = tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else tensor
+    samples: Samples = np.asarray(array, dtype=np.float32).reshape(-1)
+    return samples
