@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from voxgate import __version__
 from voxgate.api import admin, catalog, health
 from voxgate.api import errors as api_errors
+from voxgate.api.cosyvoice import routes as cosyvoice_routes
 from voxgate.api.middleware import RequestContext
 from voxgate.api.native import routes as native_routes
 from voxgate.api.openai import routes as openai_routes
@@ -38,6 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.start()
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from voxgate.grpc.server import GrpcServer
+
+            grpc_server = GrpcServer(pipeline, settings)
+            await grpc_server.start()
         log.info(
             "voxgate ready: http://%s:%d (engines: %s; API docs at /docs)",
             settings.host,
@@ -47,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             await registry.close()
             pipeline.close()
 
@@ -61,10 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pipeline = pipeline
     api_errors.install(app)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.include_router(health.router)
     app.include_router(openai_routes.router)
     app.include_router(native_routes.router)
+    app.include_router(cosyvoice_routes.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
     _describe_errors_truthfully(app)

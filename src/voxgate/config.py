@@ -56,15 +56,25 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
     max_body_bytes: int = 1_048_576
+    # Multipart uploads (voice prompts) carry audio: a 15 s WAV at 48 kHz
+    # stereo is 2.9 MB. Enforced while the body arrives, like max_body_bytes.
+    max_upload_bytes: int = 20_971_520
     # h11, not httptools: httptools drops the body of any request carrying
     # "Upgrade: h2c", which every JDK HttpClient sends over plain HTTP
     # (uvicorn issue #2722). Java backends are voxgate's main callers.
     http_implementation: Literal["h11", "httptools"] = "h11"
 
+    # gRPC (the official CosyVoice service, for drop-in migration); off unless set
+    grpc_port: int | None = None
+    grpc_host: str | None = None  # defaults to host
+
     # Engines
     engines: dict[str, EngineConfig] = Field(default_factory=_default_engines)
     default_engine: str | None = None
     model_aliases: dict[str, str] = Field(default_factory=dict)
+    # Engine behind the CosyVoice-compatible surfaces (/inference_*, gRPC);
+    # the default engine when unset.
+    cosyvoice_compat_engine: str | None = None
     openai_models: list[str] = Field(
         default_factory=lambda: ["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-tts"]
     )

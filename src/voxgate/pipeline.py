@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import os
 import time
+import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,7 +210,8 @@ class Synthesis:
             ("X-Channels", "1"),
             ("X-Audio-Format", self.format.value),
             ("X-Voxgate-Engine", self.engine.name),
-            ("X-Voxgate-Voice", self.voice.label),
+            # Voice ids may be Chinese (CosyVoice's 中文女); headers are latin-1.
+            ("X-Voxgate-Voice", urllib.parse.quote(self.voice.label, safe="-_.~:")),
         ]
         h.extend(("X-Voxgate-Warning", n.header()) for n in self.notices)
         return h
@@ -269,7 +271,7 @@ class Synthesis:
             self.usage.samples += rest.size
             yield rest
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         """Encoded bytes as they are produced; the concatenation is a valid file."""
         encoder = make_encoder(self.format, self.sample_rate, whole=False)
         async for data in self._encode(encoder):
@@ -414,13 +416,22 @@ class Pipeline:
         native_speed, tempo = self._split_speed(engine, req.speed)
         if req.pitch and not caps.pitch:
             notices.append(Notice("pitch_unsupported", f"engine {engine.name} cannot shift pitch"))
+        prompt = req.prompt
+        if prompt is not None and req.mode not in caps.prompt_modes:
+            notices.append(
+                Notice(
+                    "prompt_ignored",
+                    f"mode {req.mode.value} of engine {engine.name} speaks with a built-in voice",
+                )
+            )
+            prompt = None
         ereq = EngineRequest(
             request_id=req.request_id,
             mode=req.mode,
             segments=tuple(segments),
             speaker=voice.speaker,
             instruct=req.instruct,
-            prompt=req.prompt,
+            prompt=prompt,
             language=req.language,
             speed=native_speed,
             pitch=req.pitch if caps.pitch else 0.0,

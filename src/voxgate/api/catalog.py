@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
 from voxgate import errors
 from voxgate.api import deps
 from voxgate.api.errors import error_responses
+from voxgate.engines.base import Engine
 from voxgate.errors import RequestError
 from voxgate.pipeline import Pipeline
 
@@ -80,21 +81,30 @@ async def list_voices(
     )
 
 
+def _engine_info(pipeline: Pipeline, engine: Engine) -> dict[str, Any]:
+    return {
+        "name": engine.name,
+        "kind": engine.kind,
+        "ready": engine.ready,
+        "healthy": engine.healthy,
+        "default": engine.name == pipeline.registry.default,
+        "capabilities": engine.capabilities.to_dict(),
+        "stats": engine.stats.to_dict(),
+        "admission": pipeline.admission[engine.name].stats().to_dict(),
+        "info": dict(engine.describe()),
+    }
+
+
 @router.get("/v1/engines")
 async def list_engines(pipeline: Pipeline = Depends(deps.pipeline)) -> dict[str, Any]:
-    """Each engine's capabilities, live load and admission queue."""
-    data = []
-    for engine in pipeline.registry:
-        data.append(
-            {
-                "name": engine.name,
-                "kind": engine.kind,
-                "ready": engine.ready,
-                "default": engine.name == pipeline.registry.default,
-                "capabilities": engine.capabilities.to_dict(),
-                "stats": engine.stats.to_dict(),
-                "admission": pipeline.admission[engine.name].stats().to_dict(),
-                "info": dict(engine.describe()),
-            }
-        )
-    return {"object": "list", "data": data}
+    """Each engine's capabilities, live load, admission queue and (for remote
+    engines) the last health probe of the server behind it."""
+    return {"object": "list", "data": [_engine_info(pipeline, e) for e in pipeline.registry]}
+
+
+@router.get("/v1/engines/{name}")
+async def get_engine(
+    name: str = Path(min_length=1, max_length=256), pipeline: Pipeline = Depends(deps.pipeline)
+) -> dict[str, Any]:
+    """One engine by name (or by a model name that points at it)."""
+    return _engine_info(pipeline, pipeline.registry.get(name))

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -141,13 +141,27 @@ def _is_json(request: Request) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+def _takes_form(request: Request) -> bool:
+    """Whether the matched route reads form fields (the CosyVoice-compatible
+    routes) rather than a JSON body."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    body = getattr(dependant, "body_params", None) or []
+    return any(isinstance(p.field_info, params.Form) for p in body)
+
+
 def validation_error(request: Request, exc: RequestValidationError) -> VoxgateError:
     problems = list(exc.errors())
     first: dict[str, Any] = (
         dict(problems[0]) if problems else {"type": "", "loc": (), "msg": "invalid request"}
     )
     kind, loc = first.get("type", ""), tuple(first.get("loc", ()))
-    if loc[:1] == ("body",) and request.method in ("POST", "PUT", "PATCH"):
+    # Form routes (the CosyVoice-compatible ones) report fields, not JSON problems.
+    if (
+        loc[:1] == ("body",)
+        and request.method in ("POST", "PUT", "PATCH")
+        and not _takes_form(request)
+    ):
         if not _is_json(request) and len(loc) <= 2:
             got = request.headers.get("content-type") or "none"
             return VoxgateError(

@@ -27,10 +27,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "An engine is not ready."}})
 async def readyz(registry: EngineRegistry = Depends(deps.registry)) -> Any:
-    """Every configured engine is loaded and accepting work."""
+    """Every configured engine is loaded and accepting work.
+
+    Remote engines are ready once started: a remote server that is down does
+    not make voxgate unready (it still answers, with a clean 503 and a code);
+    its last health probe is shown under ``remote_health``."""
     engines = {e.name: e.ready for e in registry}
     ready = all(engines.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "engines": engines},
-        status_code=200 if ready else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "engines": engines}
+    remote = {e.name: e.healthy for e in registry if e.healthy is not None}
+    if remote:
+        body["remote_health"] = remote
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -26,9 +26,10 @@ class RequestTooLarge(VoxgateError):
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,11 +60,13 @@ class RequestContext:
                 sent += len(message.get("body", b""))
             await send(message)
 
-        limit = self.max_body_bytes
+        upload = headers.get("content-type", "").startswith("multipart/form-data")
+        limit = self.max_upload_bytes if upload else self.max_body_bytes
+        setting = "VOXGATE_MAX_UPLOAD_BYTES" if upload else "VOXGATE_MAX_BODY_BYTES"
         declared = headers.get("content-length")
         try:
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                await self._too_large(send_wrapper, limit)
+                await self._too_large(send_wrapper, limit, setting)
                 return
             received = 0
 
@@ -75,7 +78,7 @@ class RequestContext:
                     if received > limit:
                         raise RequestTooLarge(
                             f"request body exceeds {limit} bytes",
-                            hint="Send less, or raise VOXGATE_MAX_BODY_BYTES.",
+                            hint=f"Send less, or raise {setting}.",
                         )
                 return message
 
@@ -96,12 +99,12 @@ class RequestContext:
             log.info("request", extra=fields)
 
     @staticmethod
-    async def _too_large(send: Send, limit: int) -> None:
+    async def _too_large(send: Send, limit: int, setting: str) -> None:
         body = json.dumps(
             error_payload(
                 errors.REQUEST_TOO_LARGE,
                 f"request body exceeds {limit} bytes",
-                "Send less, or raise VOXGATE_MAX_BODY_BYTES.",
+                f"Send less, or raise {setting}.",
             )
         ).encode()
         await send(

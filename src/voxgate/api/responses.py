@@ -252,7 +252,7 @@ async def sse_stream(
             )
             return
         finally:
-            await audio.aclose()  # type: ignore[attr-defined]
+            await audio.aclose()
         done: dict[str, Any] = {"type": "speech.audio.done", "usage": openai_usage(synthesis)}
         if done_extra is not None:
             done.update(done_extra(synthesis))

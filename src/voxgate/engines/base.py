@@ -24,6 +24,7 @@ import numpy as np
 
 from voxgate.audio.pcm import Samples
 from voxgate.audio.prompt import PromptAudio
+from voxgate.diagnostics import Check
 from voxgate.text.markup import Feature
 from voxgate.text.split import Segment
 
@@ -165,6 +166,12 @@ class Engine(abc.ABC):
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def healthy(self) -> bool | None:
+        """For engines that call a server: whether its last health probe
+        passed (None before the first). None for engines without one."""
+        return None
+
     def check(self, request: EngineRequest) -> list[Notice]:
         """Validate a request before admission; raise a RequestError or return
         notices for what will be approximated. Cheap and side-effect free."""
@@ -177,6 +184,11 @@ class Engine(abc.ABC):
     def describe(self) -> Mapping[str, Any]:
         """Engine-specific facts for ``GET /v1/engines`` (model, version...)."""
         return {}
+
+    async def diagnose(self) -> list[Check]:
+        """What this engine needs and whether it is there (``voxgate doctor``).
+        Must not load models: check what a load would need."""
+        return []
 
     async def synthesize(self, request: EngineRequest) -> AsyncGenerator[AudioChunk, None]:
         """Synthesize with bookkeeping; engines implement :meth:`_synthesize`."""

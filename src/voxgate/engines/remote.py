@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import email.utils
 import functools
 import logging
 import random
@@ -37,6 +39,7 @@ from typing import Any, Literal
 import httpx
 
 from voxgate.audio.pcm import Samples
+from voxgate.diagnostics import Check, fail, ok
 from voxgate.engines.base import AudioChunk, Engine, EngineRequest
 from voxgate.errors import EngineError, EngineTimeout, EngineUnavailable, UpstreamError
 from voxgate.text.split import Segment
@@ -71,6 +74,9 @@ class RemoteOptions:
     retries: int = 2
     backoff_s: float = 0.2
     backoff_max_s: float = 2.0
+    # The longest Retry-After waited out before a retry; a longer one goes to
+    # the caller (who may prefer another server) instead of holding the request.
+    max_retry_wait_s: float = 5.0
     concurrency: int = 4
     health_interval_s: float = 15.0
 
@@ -132,13 +138,30 @@ def classify_httpx(exc: httpx.HTTPError) -> RemoteFailure:
     return RemoteFailure(f"connection broken: {exc!r}", kind="protocol", retryable=True)
 
 
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """``Retry-After`` in seconds: a number (decimals tolerated) or an HTTP date;
+    ``retry-after-ms`` (OpenAI's) when present."""
+    ms = headers.get("retry-after-ms", "")
+    with contextlib.suppress(ValueError):
+        if ms:
+            return max(0.0, float(ms) / 1000)
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
 def classify_status(status: int, body: str, headers: httpx.Headers | None = None) -> RemoteFailure:
     """An HTTP error status from upstream as a retry decision."""
     snippet = " ".join(body.split())[:300]
-    retry_after = None
-    if headers is not None and headers.get("retry-after", "").isdigit():
-        retry_after = float(headers["retry-after"])
-    if status == 429 or status >= 500:
+    retry_after = retry_after_s(headers) if headers is not None else None
+    # 501 (not implemented) and 505 never change on a retry.
+    if status == 429 or (status >= 500 and status not in (501, 505)):
         return RemoteFailure(
             f"HTTP {status}: {snippet}", kind="protocol", retryable=True, retry_after=retry_after
         )
@@ -180,7 +203,7 @@ class RemoteEngine(Engine):
         await self.check_health()
         if not self.health.ok:
             log.warning(
-                "engine %s: %s at %s is not reachable yet (%s); requests will be tried "
+                "engine %s: %s at %s is not healthy yet (%s); requests will be tried "
                 "anyway, and health is probed every %g s",
                 self.name,
                 self.probe_name,
@@ -233,6 +256,29 @@ class RemoteEngine(Engine):
                     f" ({self.health.error})" if self.health.error else "",
                 )
 
+    async def diagnose(self) -> list[Check]:
+        try:
+            await self._open()
+            health = await self.check_health()
+        except Exception as exc:  # the client itself cannot be made (a missing package)
+            fix = "Install the engine's extra (docs/engines.md)."
+            return [fail(self.probe_name, f"cannot create a client: {exc}", fix)]
+        finally:
+            await self._aclose()
+        if health.ok:
+            return [ok(self.probe_name, f"{self.options.url} answers ({health.latency_ms} ms)")]
+        return [
+            fail(
+                self.probe_name,
+                f"{self.options.url} does not answer: {health.error}",
+                "Start the server, or fix the engine's url option (and firewalls between).",
+            )
+        ]
+
+    @property
+    def healthy(self) -> bool | None:
+        return self.health.ok
+
     def describe(self) -> dict[str, Any]:
         return {"url": self.options.url, "health": self.health.to_dict()}
 
@@ -260,7 +306,10 @@ class RemoteEngine(Engine):
                 return
             except RemoteFailure as failure:
                 attempt += 1
-                if received or not failure.retryable or attempt > self.options.retries:
+                # An upstream asking for more patience than our backoff allows is
+                # not waited for here: the caller gets its Retry-After instead.
+                too_long = (failure.retry_after or 0.0) > self.options.max_retry_wait_s
+                if received or not failure.retryable or too_long or attempt > self.options.retries:
                     raise self._engine_error(failure, attempt, received) from None
                 delay = max(self.options.backoff(attempt), failure.retry_after or 0.0)
                 log.info(
@@ -275,6 +324,14 @@ class RemoteEngine(Engine):
     def _engine_error(self, failure: RemoteFailure, attempts: int, received: bool) -> EngineError:
         url = self.options.url
         tried = f" after {attempts} attempt{'s' if attempts > 1 else ''}"
+        if received and failure.kind == "timeout":
+            # What the pipeline's watchdog says of a local engine that stalls.
+            return EngineTimeout(
+                f"{self.probe_name} at {url} stalled mid-stream: {failure}",
+                hint="The stream was cut; retry the request. The remote server is "
+                "overloaded or stuck.",
+                retry_after=5,
+            )
         if received:
             return UpstreamError(
                 f"{self.probe_name} at {url} failed mid-stream: {failure}",
@@ -296,6 +353,7 @@ class RemoteEngine(Engine):
         return UpstreamError(
             f"{self.probe_name} at {url} answered with an error{tried}: {failure}",
             hint="Check the request against the remote server's model, and its logs.",
+            retry_after=failure.retry_after,
         )
 
 

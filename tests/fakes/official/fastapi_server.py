@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     faults = Faults.from_args(args)
     print(f"listening on {args.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    os._exit(0)  # skip torch's slow interpreter teardown: tests stop many of these
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ from voxgate.text.split import Segment
 class CosyVoiceHttpEngine(CosyVoiceRemote):
     kind = "cosyvoice-http"
     probe_name = "CosyVoice FastAPI server"
+    # The server calls the model without stream=True: one piece per segment
+    # (voxgate's segments are short, so first audio still leaves early).
+    streaming = False
 
     def __init__(self, name: str = "cosyvoice-http", **options: Any) -> None:
         super().__init__(name, **options)
@@ -71,20 +74,22 @@ class CosyVoiceHttpEngine(CosyVoiceRemote):
         if request.mode == Mode.CROSS_LINGUAL:
             return "/inference_cross_lingual", {"tts_text": texts.tts_text}, True
         if self.profile.version == 1:
-            fields = {"tts_text": texts.tts_text, "spk_id": speaker,
-                      "instruct_text": texts.instruct_text}  # fmt: skip
+            fields = {"tts_text": texts.tts_text, "spk_id": speaker}
+            fields["instruct_text"] = texts.instruct_text
             return "/inference_instruct", fields, False
         fields = {"tts_text": texts.tts_text, "instruct_text": texts.instruct_text}
         return "/inference_instruct2", fields, True
 
     async def _call(self, request: EngineRequest, segment: Segment) -> AsyncIterator[Samples]:
         path, fields, with_prompt = self.form(request, segment)
-        files = {"prompt_wav": ("prompt_wav", prompt_wav(request), "application/octet-stream")}
+        files = (
+            {"prompt_wav": ("prompt_wav", prompt_wav(request), "application/octet-stream")}
+            if with_prompt
+            else None
+        )
         pcm = PcmReassembler()
         try:
-            async with self.client.stream(
-                "POST", path, data=fields, files=files if with_prompt else None
-            ) as response:
+            async with self.client.stream("POST", path, data=fields, files=files) as response:
                 if response.status_code != 200:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise classify_status(response.status_code, body, response.headers)

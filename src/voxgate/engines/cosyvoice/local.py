@@ -44,6 +44,7 @@ What the adapter does around upstream, and why:
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import importlib
@@ -61,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.audio.pcm import Samples
+from voxgate.diagnostics import Check, fail, ok, warn
 from voxgate.engines.base import (
     AudioChunk,
     Capabilities,
@@ -73,6 +75,7 @@ from voxgate.engines.base import (
 from voxgate.engines.cosyvoice.guards import RequestModel, install_thread_hook
 from voxgate.engines.cosyvoice.profile import (
     CONFIG_FILES,
+    MODEL_FILES,
     ModelProfile,
     make_profile,
     speakers_from_names,
@@ -81,7 +84,7 @@ from voxgate.engines.cosyvoice.speakers import SpeakerCache
 from voxgate.engines.cosyvoice.texts import prompt_wav, require_transcript, upstream_texts
 from voxgate.engines.threaded import BlockingStreams
 from voxgate.errors import EngineError, EngineUnavailable
-from voxgate.text.cosyvoice_syntax import Version, apply
+from voxgate.text.cosyvoice_syntax import Texts, Version, apply
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +163,13 @@ class CosyVoiceEngine(Engine):
         self._model: Any = None
         self._initial_hop: int | None = None
         self._cache: SpeakerCache | None = None
+        # Until the model is loaded: v1 checkpoints ship SFT speakers, v2/v3 none.
         self.profile: ModelProfile = make_profile(
-            self.version, modes=self._modes, variant=self.model_dir.name,
+            self.version,
+            modes=self._modes,
+            variant=self.model_dir.name,
             speakers=["?"] if self.version == 1 else [],
-        )  # fmt: skip
+        )
         self._speakers: tuple[Speaker, ...] = ()
         self._capabilities = self._make_capabilities()
 
@@ -193,8 +199,6 @@ class CosyVoiceEngine(Engine):
     # -- loading -------------------------------------------------------------
 
     async def start(self) -> None:
-        import asyncio
-
         try:
             await asyncio.to_thread(self._load)
         except EngineUnavailable:
@@ -255,15 +259,93 @@ class CosyVoiceEngine(Engine):
         names = [str(s) for s in model.list_available_spks()]
         self._speakers = speakers_from_names(names)
         self.profile = make_profile(
-            self.version, speakers=names, modes=self._modes,
-            sample_rate=int(model.sample_rate), variant=self.model_dir.name,
-        )  # fmt: skip
+            self.version,
+            speakers=names,
+            modes=self._modes,
+            sample_rate=int(model.sample_rate),
+            variant=self.model_dir.name,
+        )
         self._capabilities = self._make_capabilities()
+        modes = ",".join(sorted(self.profile.modes))
         log.info(
             "engine %s: %s ready, %d Hz, modes %s, %d speakers",
-            self.name, cls.__name__, model.sample_rate,
-            ",".join(sorted(self.profile.modes)), len(names),
-        )  # fmt: skip
+            *(self.name, cls.__name__, model.sample_rate, modes, len(names)),
+        )
+
+    # -- diagnosis (voxgate doctor) --------------------------------------------
+
+    async def diagnose(self) -> list[Check]:
+        return await asyncio.to_thread(self._diagnose)
+
+    def _diagnose(self) -> list[Check]:
+        checks = [self._check_files()]
+        try:
+            self._select_gpu()
+            module = self._import_upstream()
+        except EngineUnavailable as exc:
+            checks.append(fail("package cosyvoice", exc.message, INSTALL_HINT))
+            module = None
+        else:
+            checks.append(ok("package cosyvoice", f"imported from {module.__file__}"))
+        if module is not None:
+            checks.append(self._check_flags(getattr(module, CLASS_NAMES[self.version])))
+        checks.extend(self._check_gpu())
+        return checks
+
+    def _check_files(self) -> Check:
+        present = {p.name: p for p in self.model_dir.iterdir()}
+        missing = [f for f in MODEL_FILES[self.version] if f not in present]
+        if missing:
+            return fail(
+                "model files",
+                f"{self.model_dir} lacks {', '.join(missing)}",
+                "Download the complete model directory (modelscope download --model ...).",
+            )
+        size = sum(p.stat().st_size for p in present.values() if p.is_file()) / 1e9
+        return ok("model files", f"CosyVoice {self.version} in {self.model_dir}, {size:.1f} GB")
+
+    def _check_flags(self, cls: Any) -> Check:
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        refused = sorted(set(self.load_flags) - accepted)
+        if refused:
+            usable = sorted(accepted & set(LOAD_FLAGS))
+            return fail("load options", f"{cls.__name__} does not take {refused}", f"Use {usable}.")
+        return ok("load options", f"{self.load_flags or 'defaults'} for {cls.__name__}")
+
+    def _check_gpu(self) -> list[Check]:
+        try:
+            torch = importlib.import_module("torch")
+        except ImportError:
+            return [fail("package torch", "not installed", "pip install 'voxgate[cosyvoice]'")]
+        checks = [ok("package torch", torch.__version__)]
+        if not torch.cuda.is_available():
+            flags = [
+                k for k in ("load_jit", "load_trt", "load_vllm", "fp16") if self.load_flags.get(k)
+            ]
+            off = f"; upstream switches {flags} off" if flags else ""
+            detail = f"CUDA is not available: CosyVoice would run on the CPU, far slower{off}"
+            fix = "Install a CUDA build of torch and the NVIDIA driver; check nvidia-smi."
+            return [*checks, warn("GPU", detail, fix)]
+        props = torch.cuda.get_device_properties(0)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+        memory = props.total_memory / 2**30
+        checks.append(ok("GPU", f"{props.name}, {memory:.0f} GiB (CUDA_VISIBLE_DEVICES={visible})"))
+        for flag, package in (("load_trt", "tensorrt"), ("load_vllm", "vllm")):
+            if not self.load_flags.get(flag):
+                continue
+            try:
+                importlib.import_module(package)
+            except ImportError:
+                fix = f"pip install {package} (docs/engines.md has the versions)"
+                checks.append(fail(f"package {package}", f"{flag} needs it", fix))
+            else:
+                checks.append(ok(f"package {package}", f"installed, for {flag}"))
+        if self.load_flags.get("load_vllm") and not os.access(self.model_dir, os.W_OK):
+            fix = "Make the model directory writable, or copy it somewhere writable."
+            checks.append(
+                fail("model directory", "load_vllm exports into it; it is read-only", fix)
+            )
+        return checks
 
     # -- synthesis -----------------------------------------------------------
 
@@ -290,8 +372,7 @@ class CosyVoiceEngine(Engine):
                 spk_id = self._prompt_speaker(stack, model, request)
                 for segment in request.segments:
                     texts = upstream_texts(self.version, request, segment)
-                    outputs = self._call(model, request, texts.tts_text, texts.prompt_text,
-                                         texts.instruct_text, spk_id)  # fmt: skip
+                    outputs = self._call(model, request, texts, spk_id)
                     try:
                         for out in outputs:
                             yield segment.index, _samples(out)
@@ -326,35 +407,31 @@ class CosyVoiceEngine(Engine):
         else:
             return ""
         wav = prompt_wav(request)
-        return stack.enter_context(
-            self._cache.use(spk_id, lambda: model.add_zero_shot_spk(transcript, io.BytesIO(wav),
-                                                                    spk_id))
-        )  # fmt: skip
 
-    def _call(
-        self,
-        model: Any,
-        request: EngineRequest,
-        tts_text: str,
-        prompt_text: str,
-        instruct_text: str,
-        spk_id: str,
-    ) -> Any:
+        def register() -> object:
+            return model.add_zero_shot_spk(transcript, io.BytesIO(wav), spk_id)
+
+        return stack.enter_context(self._cache.use(spk_id, register))
+
+    def _call(self, model: Any, request: EngineRequest, texts: Texts, spk_id: str) -> Any:
+        """The upstream generator for one segment. With ``spk_id`` the cached
+        features replace the prompt (upstream's documented calling pattern)."""
         common = {"stream": self._stream, "speed": 1.0, "text_frontend": self._text_frontend}
         speaker = request.speaker.id if request.speaker else ""
+        text = texts.tts_text
         if request.mode == Mode.SFT:
-            return model.inference_sft(tts_text, speaker, **common)
+            return model.inference_sft(text, speaker, **common)
         if request.mode == Mode.INSTRUCT and self.version == 1:
-            return model.inference_instruct(tts_text, speaker, instruct_text, **common)
-        wav: Any = io.BytesIO(prompt_wav(request)) if not spk_id else ""
+            return model.inference_instruct(text, speaker, texts.instruct_text, **common)
+        if request.mode == Mode.INSTRUCT:  # never a cached id: upstream drops the instruction
+            wav = io.BytesIO(prompt_wav(request))
+            return model.inference_instruct2(text, texts.instruct_text, wav, **common)
+        cached = {"zero_shot_spk_id": spk_id, **common}
+        source: Any = "" if spk_id else io.BytesIO(prompt_wav(request))
         if request.mode == Mode.ZERO_SHOT:
-            text = "" if spk_id else prompt_text
-            return model.inference_zero_shot(tts_text, text, wav, zero_shot_spk_id=spk_id,
-                                             **common)  # fmt: skip
-        if request.mode == Mode.CROSS_LINGUAL:
-            return model.inference_cross_lingual(tts_text, wav, zero_shot_spk_id=spk_id, **common)
-        return model.inference_instruct2(tts_text, instruct_text, io.BytesIO(prompt_wav(request)),
-                                         **common)  # fmt: skip
+            transcript = "" if spk_id else texts.prompt_text
+            return model.inference_zero_shot(text, transcript, source, **cached)
+        return model.inference_cross_lingual(text, source, **cached)
 
 
 def _samples(output: Any) -> Samples:

@@ -27,6 +27,12 @@ from voxgate.text.markup import Feature
 
 SAMPLE_RATES: dict[int, int] = {1: 22050, 2: 24000, 3: 24000}
 CONFIG_FILES: dict[int, str] = {1: "cosyvoice.yaml", 2: "cosyvoice2.yaml", 3: "cosyvoice3.yaml"}
+# What upstream loads from a model directory (the reference, "Model files").
+MODEL_FILES: dict[int, tuple[str, ...]] = {
+    v: ("llm.pt", "flow.pt", "hift.pt", "campplus.onnx", f"speech_tokenizer_v{v}.onnx")
+    + (("CosyVoice-BlankEN",) if v >= 2 else ())
+    for v in (1, 2, 3)
+}
 
 _LANGUAGES: dict[int, frozenset[str]] = {
     1: frozenset({"zh", "en", "ja", "yue", "ko"}),
@@ -68,7 +74,9 @@ def parse_version(value: object) -> Version:
     raise ValueError(f"unknown CosyVoice version {value!r}; use 1, 2 or 3")
 
 
-def parse_modes(values: Iterable[str]) -> frozenset[Mode]:
+def parse_modes(values: Iterable[str] | str) -> frozenset[Mode]:
+    if isinstance(values, str):  # "sft" or "sft,instruct" from an environment variable
+        values = [v.strip() for v in values.split(",") if v.strip()]
     try:
         return frozenset(Mode(v) for v in values)
     except ValueError:
@@ -126,7 +134,7 @@ def make_profile(
     version: Version,
     *,
     speakers: Iterable[str] = (),
-    modes: Iterable[str] | None = None,
+    modes: Iterable[str] | str | None = None,
     sample_rate: int | None = None,
     variant: str = "",
 ) -> ModelProfile:

@@ -33,7 +33,7 @@ class CosyVoiceRemote(RemoteEngine):
         *,
         version: int | str = 2,
         speakers: Iterable[str] | None = None,
-        modes: Iterable[str] | None = None,
+        modes: Iterable[str] | str | None = None,
         sample_rate: int | None = None,
         **options: Any,
     ) -> None:

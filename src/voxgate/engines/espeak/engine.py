@@ -28,6 +28,7 @@ import espeakng_loader
 
 from voxgate import errors
 from voxgate.audio.pcm import from_s16le
+from voxgate.diagnostics import Check, fail, ok
 from voxgate.engines.base import (
     AudioChunk,
     Capabilities,
@@ -46,7 +47,8 @@ from voxgate.engines.espeak.catalog import (
 )
 from voxgate.engines.espeak.render import needs_kana, render_segment
 from voxgate.errors import EngineError, EngineTimeout, EngineUnavailable, RequestError
-from voxgate.text.markup import Event, Feature, Span
+from voxgate.text.markup import Event, Feature, Span, parse
+from voxgate.text.split import split
 from voxgate.text.style import StyleCues, interpret
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,21 @@ class EspeakEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         return {"library": "libespeak-ng", "version": self._version, "host_pid": self.host_pid}
+
+    async def diagnose(self) -> list[Check]:
+        """Start the host and speak a word: proves the wheel's library and data."""
+        library = espeakng_loader.get_library_path()
+        try:
+            await self.start()
+            request = EngineRequest("doctor", Mode.SFT, split(parse("voxgate")), None)
+            samples = sum([len(c.samples) async for c in self.synthesize(request)])
+        except Exception as exc:
+            fix = "pip install --force-reinstall espeakng-loader"
+            return [fail("libespeak-ng", f"{library} does not speak: {exc}", fix)]
+        finally:
+            await self.close()
+        seconds = samples / self._sample_rate
+        return [ok("libespeak-ng", f"{self._version} from {library}; spoke {seconds:.2f} s")]
 
     @property
     def host_pid(self) -> int | None:

@@ -51,6 +51,7 @@ class CosyVoice:
             f"{model_dir}/spk2info.pt", configs.get("allowed_special", "all")
         )
         self.sample_rate = int(configs.get("sample_rate", 22050))
+        self.requested_flags = {**flags, "fp16": fp16}  # for tests: what the caller passed
         accelerate = [k for k in ("load_jit", "load_trt", "load_vllm") if flags.get(k)]
         if torch.cuda.is_available() is False and (accelerate or fp16):
             log.warning("no cuda device, set load_jit/load_trt/load_vllm/fp16 to False")

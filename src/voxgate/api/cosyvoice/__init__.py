@@ -1,0 +1,1 @@
+"""CosyVoice's official server API, served by voxgate for drop-in migration."""
