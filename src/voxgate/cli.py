@@ -1,4 +1,4 @@
-"""Command line: ``voxgate serve | say | voices``."""
+"""Command line: ``voxgate serve | say | voices | bench | doctor``."""
 
 from __future__ import annotations
 
@@ -287,6 +287,35 @@ def bench(
         _fail("connection_failed", f"cannot use {url}: {exc}", "Is `voxgate serve` running?", 503)
     write_outputs(results, url, target, json_out=json_out, plot_out=plot)
     if any(r["ok"] < r["requests"] for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check what each configured engine needs: packages, model files, GPU,
+    reachable servers. Exits 1 if something is missing."""
+    from voxgate.doctor import diagnose
+
+    settings = load_settings(config)
+    report = asyncio.run(diagnose(settings))
+    if json_out:
+        out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+        sections = [("general", "", report.general)]
+        sections += [(n, report.kinds[n], c) for n, c in report.engines.items()]
+        for title, kind, checks in sections:
+            table = Table(title=f"{title} ({kind})" if kind else title, title_justify="left")
+            for column in ("", "check", "found", "fix"):
+                table.add_column(column, overflow="fold")
+            for c in checks:
+                cells = (c.subject, c.detail, c.fix or "")
+                table.add_row(marks[c.status], *(escape(x) for x in cells))
+            out.print(table)
+    if report.failed:
         raise typer.Exit(1)
 
 
