@@ -12,6 +12,7 @@ import asyncio
 import io
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -336,3 +337,63 @@ async def test_v1_sft_and_instruct_match_upstream(tmp_path: Path) -> None:
     sft = join(await collect(engine, request(TEXT, Mode.SFT, speaker=speaker)))
     assert np.array_equal(sft, direct(model.inference_sft(TEXT, speaker.id)))
     await engine.close()
+
+
+# -- text that is still arriving ------------------------------------------------------
+
+
+async def test_text_streamed_in_is_spoken_before_it_is_complete(v2: CosyVoiceEngine) -> None:
+    """CosyVoice 2/3 take a generator of text (an LLM's output): the first
+    audio must leave before the last piece of text has arrived."""
+    pieces = [
+        "收到好友从远方寄来的生日礼物，",
+        "那份意外的惊喜与深深的祝福",
+        "让我心中充满了",
+        "甜蜜的快乐",
+    ]
+    sent: list[float] = []
+
+    async def llm() -> AsyncIterator[str]:
+        for piece in pieces:
+            sent.append(asyncio.get_running_loop().time())
+            yield piece
+            await asyncio.sleep(0.3)
+
+    prompt = voice_prompt()
+    req = replace(request("", Mode.ZERO_SHOT, prompt=prompt), segments=(), text_stream=llm())
+    arrivals: list[float] = []
+    audio = []
+    async for chunk in v2.synthesize(req):
+        arrivals.append(asyncio.get_running_loop().time())
+        audio.append(chunk.samples)
+    assert v2.capabilities.text_streaming
+    assert arrivals[0] < sent[-1]  # spoke while the text was still coming
+    model = stand_in().AutoModel(model_dir=v2._model.model_dir)
+    wav = io.BytesIO(prompt.wav(16000))
+    whole = direct(model.inference_zero_shot("".join(pieces), prompt.text, wav))
+    assert np.array_equal(np.concatenate(audio), whole)  # every piece was spoken, in order
+
+
+async def test_streamed_text_gets_the_v3_prefix_first(tmp_path: Path) -> None:
+    engine = await started(make_model_dir(tmp_path, 3))
+
+    async def llm() -> AsyncIterator[str]:
+        for piece in ("Good ", "morning."):
+            yield piece
+
+    prompt = voice_prompt()
+    req = replace(request("", Mode.CROSS_LINGUAL, prompt=prompt), segments=(), text_stream=llm())
+    got = join(await collect(engine, req))
+    model = stand_in().AutoModel(model_dir=engine._model.model_dir)
+    wav = io.BytesIO(prompt.wav(16000))
+    want = direct(model.inference_cross_lingual(V3_PREFIX + "Good morning.", wav))
+    assert np.array_equal(got, want)
+    await engine.close()
+
+
+async def test_v1_and_vllm_cannot_take_streamed_text(tmp_path: Path) -> None:
+    v1 = await started(make_model_dir(tmp_path / "a", 1))
+    vllm = CosyVoiceEngine("cv", model_dir=str(make_model_dir(tmp_path / "b", 2)), load_vllm=True)
+    assert not v1.capabilities.text_streaming
+    assert not vllm.capabilities.text_streaming
+    await v1.close()

@@ -110,6 +110,9 @@ class EngineRequest:
     volume: float = 1.0  # only if capabilities.volume
     seed: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Text still arriving (an LLM's tokens), for engines with text_streaming:
+    # pieces are spoken as they come, after ``segments`` (usually empty).
+    text_stream: AsyncIterator[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

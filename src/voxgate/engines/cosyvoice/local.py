@@ -52,6 +52,7 @@ import inspect
 import io
 import logging
 import os
+import queue
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -174,8 +175,12 @@ class CosyVoiceEngine(Engine):
         self._capabilities = self._make_capabilities()
 
     def _make_capabilities(self) -> Capabilities:
+        # Upstream takes a generator of text (bi-streaming) on v2/v3, not with vLLM.
+        text_streaming = self.version >= 2 and not self.load_flags.get("load_vllm")
         return self.profile.capabilities(
-            concurrency=self._streams.concurrency, streaming=self._stream, text_streaming=False
+            concurrency=self._streams.concurrency,
+            streaming=self._stream,
+            text_streaming=text_streaming,
         )
 
     @property
@@ -356,10 +361,42 @@ class CosyVoiceEngine(Engine):
     async def _synthesize(self, request: EngineRequest) -> AsyncIterator[AudioChunk]:
         if self._model is None:
             raise EngineUnavailable(f"engine {self.name} is not loaded")
-        async for segment, samples in self._streams.stream(
-            lambda stop: self._generate(request, stop)
-        ):
-            yield AudioChunk(samples, segment)
+        if request.segments:
+            async for segment, samples in self._streams.stream(
+                lambda stop: self._generate(request, stop)
+            ):
+                yield AudioChunk(samples, segment)
+        if request.text_stream is not None:
+            async for samples in self._streamed_text(request):
+                yield AudioChunk(samples, len(request.segments))
+
+    async def _streamed_text(self, request: EngineRequest) -> AsyncIterator[Samples]:
+        """Text that is still arriving, handed to upstream as a generator of
+        pieces (its bi-streaming input): the model starts speaking before the
+        text is complete. The pieces cross from the event loop to the engine
+        thread through a queue."""
+        if not self.capabilities.text_streaming:
+            raise EngineError(f"engine {self.name} cannot take text while it arrives")
+        assert request.text_stream is not None
+        pieces: queue.Queue[str | None] = queue.Queue()
+
+        async def feed(source: AsyncIterator[str]) -> None:
+            try:
+                async for piece in source:
+                    if piece:
+                        pieces.put(piece)
+            finally:
+                pieces.put(None)
+
+        feeder = asyncio.create_task(feed(request.text_stream))
+        try:
+            async for _, samples in self._streams.stream(
+                lambda stop: self._generate_streamed(request, pieces, stop)
+            ):
+                yield samples
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
 
     def _generate(
         self, request: EngineRequest, stop: threading.Event
@@ -381,6 +418,46 @@ class CosyVoiceEngine(Engine):
                     finally:
                         outputs.close()
         except AssertionError as exc:  # upstream checks its inputs with assert
+            raise EngineError(f"CosyVoice refused the request: {exc}") from exc
+        except Exception as exc:
+            raise EngineError(f"CosyVoice failed: {exc!r}") from exc
+
+    def _generate_streamed(
+        self, request: EngineRequest, pieces: queue.Queue[str | None], stop: threading.Event
+    ) -> Iterator[tuple[int, Samples]]:
+        """Runs in an engine thread: one upstream call fed by ``pieces``."""
+        model = copy.copy(self._model)
+        model.model = RequestModel(self._model.model, self._initial_hop, stop)
+        prompt_text = request.prompt.text if request.prompt else None
+        # The control text a v3 model needs in front of the text (and the
+        # instruction and transcript as usual) comes from the same rules.
+        mode = request.mode.value
+        texts = apply(self.version, mode, "", prompt_text=prompt_text, instruct=request.instruct)
+
+        def text() -> Iterator[str]:
+            if texts.tts_text:
+                yield texts.tts_text
+            while not stop.is_set():
+                try:
+                    piece = pieces.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if piece is None:
+                    return
+                yield piece
+
+        try:
+            with ExitStack() as stack:
+                spk_id = self._prompt_speaker(stack, model, request)
+                outputs = self._call(model, request, texts, spk_id, text=text())
+                try:
+                    for out in outputs:
+                        yield 0, _samples(out)
+                        if stop.is_set():
+                            return
+                finally:
+                    outputs.close()
+        except AssertionError as exc:
             raise EngineError(f"CosyVoice refused the request: {exc}") from exc
         except Exception as exc:
             raise EngineError(f"CosyVoice failed: {exc!r}") from exc
@@ -413,12 +490,15 @@ class CosyVoiceEngine(Engine):
 
         return stack.enter_context(self._cache.use(spk_id, register))
 
-    def _call(self, model: Any, request: EngineRequest, texts: Texts, spk_id: str) -> Any:
-        """The upstream generator for one segment. With ``spk_id`` the cached
-        features replace the prompt (upstream's documented calling pattern)."""
+    def _call(
+        self, model: Any, request: EngineRequest, texts: Texts, spk_id: str, text: Any = None
+    ) -> Any:
+        """The upstream generator for one segment (or for ``text``, a generator
+        of pieces). With ``spk_id`` the cached features replace the prompt
+        (upstream's documented calling pattern)."""
         common = {"stream": self._stream, "speed": 1.0, "text_frontend": self._text_frontend}
         speaker = request.speaker.id if request.speaker else ""
-        text = texts.tts_text
+        text = texts.tts_text if text is None else text
         if request.mode == Mode.SFT:
             return model.inference_sft(text, speaker, **common)
         if request.mode == Mode.INSTRUCT and self.version == 1:

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -25,17 +26,24 @@ class _Flow:
     pre_lookahead_len = 3
 
 
-def speech_tokens(
-    text: torch.Tensor, prompt_text: torch.Tensor, embedding: torch.Tensor
-) -> list[int]:
-    """What the 'LLM' generates: a function of the text, the prompt text and the speaker."""
+def _codes(text: Any) -> Iterator[int]:
+    """Character codes of a text token tensor, or of the pieces of a text
+    generator as they arrive (upstream's bi-streaming input, CosyVoice2/3)."""
+    if isinstance(text, Generator):
+        for piece in text:
+            yield from (ord(c) for c in piece)
+    else:
+        yield from text[0].tolist()
+
+
+def speech_tokens(text: Any, prompt_text: torch.Tensor, embedding: torch.Tensor) -> Iterator[int]:
+    """What the 'LLM' generates: a function of the text, the prompt text and the
+    speaker; for generator input, token by token as the text arrives."""
     voice = round(float(embedding.sum()) * 1000) if embedding.numel() else 0
     prompt = int(prompt_text.sum()) if prompt_text.numel() else 0
-    out = []
-    for i, t in enumerate(text[0].tolist()):
+    for i, t in enumerate(_codes(text)):
         for k in range(TOKENS_PER_CHAR):
-            out.append((t * 31 + k * 7 + voice * 13 + prompt * 17 + i) % 4096)
-    return out
+            yield (t * 31 + k * 7 + voice * 13 + prompt * 17 + i) % 4096
 
 
 def tokens_to_audio(tokens: list[int], sample_rate: int) -> np.ndarray:
@@ -86,6 +94,10 @@ class CosyVoiceModel:
         llm_embedding: Any,
         uuid: str,
     ) -> None:
+        if isinstance(text, Generator):
+            assert self.__class__.__name__ != "CosyVoiceModel", (
+                "streaming input text is only implemented for CosyVoice2/3"
+            )
         for token in speech_tokens(text, prompt_text, llm_embedding):
             time.sleep(TOKEN_S)
             self.tts_speech_token_dict[uuid].append(token)
