@@ -11,12 +11,16 @@ Scenarios:
   overload    open-loop offered load at 1x, 2x, 4x a simulated engine's capacity
   soak        20,000 requests in all six formats with faults; server memory over time
   encoders    encoder CPU on real speech: ffmpeg defaults against voxgate's settings
+  cosyvoice   the CosyVoice stand-in with upstream's timing: time to first chunk
+              across requests, called as upstream documents (the hop-length drift)
+              and through voxgate's engine; and through a voxgate server
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import sys
@@ -26,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from voxgate.bench import http1, loadgen, report
@@ -326,12 +331,90 @@ async def encoders() -> dict[str, Any]:
     return {"scenario": "encoders", "text": TEXT, "rows": rows}
 
 
+# The stand-in model (tests/fakes/cosyvoice) with upstream's 0.1 s poll and a
+# model that makes 100 speech tokens a second (25 tokens = 1 s of audio: 4x
+# real time, a mid-range GPU running CosyVoice2 in PyTorch).
+ROOT = Path(__file__).resolve().parent.parent
+STAND_IN = ROOT / "tests" / "fakes"
+STAND_IN_ENV = {"FAKE_COSYVOICE_POLL_S": "0.1", "FAKE_COSYVOICE_TOKEN_S": "0.01"}
+COSYVOICE_TEXT = (
+    "收到好友从远方寄来的生日礼物，那份意外的惊喜与深深的祝福让我心中充满了甜蜜的快乐。"
+)
+
+
+async def cosyvoice() -> dict[str, Any]:
+    """First-chunk latency with and without the hop-length drift guard."""
+    os.environ.update(STAND_IN_ENV)
+    sys.path[:0] = [str(STAND_IN), str(ROOT)]
+    from cosyvoice.cli.cosyvoice import AutoModel  # the stand-in
+    from tests.fakes.modeldirs import make_model_dir
+
+    from voxgate.audio.prompt import PromptAudio
+    from voxgate.engines.cosyvoice.local import CosyVoiceEngine
+
+    t = np.arange(48000, dtype=np.float32) / 16000
+    prompt = PromptAudio((0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000, "提示")
+    wav = prompt.wav(16000)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = make_model_dir(Path(tmp), 2)
+        upstream = AutoModel(model_dir=str(model_dir))
+        firsts = []
+        for _ in range(6):
+            started = time.perf_counter()
+            outputs = upstream.inference_zero_shot(
+                COSYVOICE_TEXT, prompt.text, io.BytesIO(wav), stream=True
+            )
+            next(outputs)
+            firsts.append(round((time.perf_counter() - started) * 1000))
+            outputs.close()
+        rows.append({"path": "upstream, called directly", "first_chunk_ms": firsts})
+
+        options = {"model_dir": str(model_dir), "repo_dir": str(STAND_IN), "concurrency": 4}
+        engine = CosyVoiceEngine("cv", **options)  # type: ignore[arg-type]
+        await engine.start()
+        segments = tuple(split(parse(COSYVOICE_TEXT), max_chars=80, first_max_chars=80))
+
+        async def first_chunk(n: int) -> int:
+            request = EngineRequest(f"b{n}", Mode.ZERO_SHOT, segments, None, prompt=prompt)
+            started = time.perf_counter()
+            stream = engine.synthesize(request)
+            await anext(stream)
+            elapsed = round((time.perf_counter() - started) * 1000)
+            await stream.aclose()  # type: ignore[attr-defined]
+            return elapsed
+
+        sequential = [await first_chunk(i) for i in range(6)]
+        rows.append({"path": "voxgate engine", "first_chunk_ms": sequential})
+        concurrent = await asyncio.gather(*(first_chunk(10 + i) for i in range(4)))
+        rows.append({"path": "voxgate engine, 4 at once", "first_chunk_ms": list(concurrent)})
+        await engine.close()
+
+        engines = {"cv": {"kind": "cosyvoice", "options": options}}
+        env = {**STAND_IN_ENV, "VOXGATE_ENGINES": json.dumps(engines)}
+        served: list[int] = []
+        with ServerProcess(Path(tmp) / "server", env) as server:
+            async with httpx.AsyncClient(timeout=60) as client:
+                for _ in range(6):
+                    files = {"prompt_wav": ("p.wav", wav)}
+                    data = {"tts_text": COSYVOICE_TEXT, "prompt_text": prompt.text}
+                    started = time.perf_counter()
+                    url = server.url + "/inference_zero_shot"
+                    async with client.stream("POST", url, data=data, files=files) as response:
+                        async for _ in response.aiter_raw():
+                            break
+                    served.append(round((time.perf_counter() - started) * 1000))
+            rows.append({"path": "voxgate server, /inference_zero_shot", "first_chunk_ms": served})
+    return {"scenario": "cosyvoice", "stand_in": STAND_IN_ENV, "rows": rows}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "espeak": espeak,
     "overhead": overhead,
     "overload": overload,
     "soak": soak,
     "encoders": encoders,
+    "cosyvoice": cosyvoice,
 }
 
 
@@ -343,6 +426,12 @@ def show(result: dict[str, Any]) -> None:
         for r in result["rows"]:
             print(f"| {r['format']} | {r['audio_s']} | {r['default_ms']} | {r['default_bytes']} "
                   f"| {r['voxgate_ms']} | {r['voxgate_bytes']} |")  # fmt: skip
+        return
+    if name == "cosyvoice":
+        print("| path | time to first chunk, ms (request 1, 2, ...) |")
+        print("|---|---|")
+        for r in result["rows"]:
+            print(f"| {r['path']} | {', '.join(map(str, r['first_chunk_ms']))} |")
         return
     if name == "soak":
         print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=2))
