@@ -76,6 +76,7 @@ from voxgate.engines.base import Capabilities, EngineRequest, Mode, Notice, Spea
 from voxgate.engines.remote import (
     Health,
     PcmReassembler,
+    PooledHttp,
     RemoteEngine,
     RemoteFailure,
     RemoteOptions,
@@ -247,7 +248,11 @@ class OpenAIUpstreamEngine(RemoteEngine):
             max_concurrency=remote.concurrency,
             speed_range=None,  # voxgate stretches tempo itself (module docstring)
         )
-        self._client: httpx.AsyncClient | None = None
+        headers = {"User-Agent": f"voxgate/{__version__}", **self._extra_headers}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        # Redirects are not followed: the key must never reach another host.
+        self.http = PooledHttp(self.options, headers=headers)
         self._probe_note: str | None = None
 
     @staticmethod
@@ -291,29 +296,6 @@ class OpenAIUpstreamEngine(RemoteEngine):
 
     # -- RemoteEngine ---------------------------------------------------------
 
-    async def _open(self) -> None:
-        headers = {"User-Agent": f"voxgate/{__version__}", **self._extra_headers}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.options.url.rstrip("/"),
-            headers=headers,
-            timeout=self.options.httpx_timeout(),
-            limits=self.options.httpx_limits(),
-            follow_redirects=False,
-        )
-
-    async def _aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError(f"engine {self.name} is not started")
-        return self._client
-
     async def check_health(self) -> Health:
         self._probe_note = None
         health = await super().check_health()
@@ -324,7 +306,7 @@ class OpenAIUpstreamEngine(RemoteEngine):
     async def _probe(self) -> None:
         # Any answer below 500 means a server is there and serving. 401/403 is
         # worth telling the operator: every synthesis would be refused too.
-        response = await self.client.get("/models")
+        response = await self.http_client.get("/models")
         status = response.status_code
         if status >= 500:
             reason = redact(error_message(response.text), self._key)[:300]
@@ -357,7 +339,7 @@ class OpenAIUpstreamEngine(RemoteEngine):
             return  # nothing to speak in this segment (markup only)
         pcm = PcmReassembler()
         try:
-            async with self.client.stream("POST", "/audio/speech", json=body) as response:
+            async with self.http_client.stream("POST", "/audio/speech", json=body) as response:
                 if response.status_code != 200:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise failure_for(response.status_code, text, response.headers, self._key)

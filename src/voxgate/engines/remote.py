@@ -32,7 +32,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -168,8 +168,49 @@ def classify_status(status: int, body: str, headers: httpx.Headers | None = None
     return RemoteFailure(f"HTTP {status}: {snippet}", kind="rejected", retryable=False)
 
 
+class PooledHttp:
+    """The httpx client of an engine that speaks HTTP: one connection pool of
+    ``concurrency`` connections, the engine's timeouts, created on start."""
+
+    def __init__(
+        self,
+        options: RemoteOptions,
+        *,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
+    ) -> None:
+        self._options = options
+        self._headers = dict(headers or {})
+        self._follow_redirects = follow_redirects
+        self._client: httpx.AsyncClient | None = None
+
+    async def open(self) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self._options.url.rstrip("/"),
+                headers=self._headers,
+                timeout=self._options.httpx_timeout(),
+                limits=self._options.httpx_limits(),
+                follow_redirects=self._follow_redirects,
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("the engine is not started")
+        return self._client
+
+
 class RemoteEngine(Engine):
-    """Base for engines that call a server; see the module docstring."""
+    """Base for engines that call a server; see the module docstring.
+
+    An engine that speaks HTTP sets ``self.http`` (a :class:`PooledHttp`); it
+    is opened and closed with the engine."""
 
     probe_name = "server"  # what the health probe checks, for messages
 
@@ -177,6 +218,7 @@ class RemoteEngine(Engine):
         super().__init__(name)
         self.options = options
         self.health = Health()
+        self.http: PooledHttp | None = None
         self._health_task: asyncio.Task[None] | None = None
 
     # -- what subclasses provide -------------------------------------------
@@ -190,11 +232,21 @@ class RemoteEngine(Engine):
     async def _probe(self) -> None:
         """Raise if the server is not able to serve."""
 
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        if self.http is None:
+            raise RuntimeError(f"engine {self.name} does not speak HTTP")
+        return self.http.client
+
     async def _open(self) -> None:
         """Create clients and channels (called by :meth:`start`)."""
+        if self.http is not None:
+            await self.http.open()
 
     async def _aclose(self) -> None:
         """Close clients and channels (called by :meth:`close`)."""
+        if self.http is not None:
+            await self.http.close()
 
     # -- lifecycle -----------------------------------------------------------
 

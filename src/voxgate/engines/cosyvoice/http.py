@@ -22,7 +22,13 @@ from voxgate.audio.pcm import Samples, from_s16le
 from voxgate.engines.base import EngineRequest, Mode
 from voxgate.engines.cosyvoice.remote import CosyVoiceRemote
 from voxgate.engines.cosyvoice.texts import prompt_wav, upstream_texts
-from voxgate.engines.remote import PcmReassembler, RemoteFailure, classify_httpx, classify_status
+from voxgate.engines.remote import (
+    PcmReassembler,
+    PooledHttp,
+    RemoteFailure,
+    classify_httpx,
+    classify_status,
+)
 from voxgate.text.split import Segment
 
 
@@ -35,30 +41,12 @@ class CosyVoiceHttpEngine(CosyVoiceRemote):
 
     def __init__(self, name: str = "cosyvoice-http", **options: Any) -> None:
         super().__init__(name, **options)
-        self._client: httpx.AsyncClient | None = None
-
-    async def _open(self) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=self.options.url.rstrip("/"),
-            timeout=self.options.httpx_timeout(),
-            limits=self.options.httpx_limits(),
-        )
-
-    async def _aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError(f"engine {self.name} is not started")
-        return self._client
+        self.http = PooledHttp(self.options)
 
     async def _probe(self) -> None:
         # The server has no health route; any HTTP answer from FastAPI (its
         # /openapi.json, or a 404) means it is up and serving.
-        response = await self.client.get("/openapi.json")
+        response = await self.http_client.get("/openapi.json")
         if response.status_code >= 500:
             raise RuntimeError(f"HTTP {response.status_code}")
 
@@ -89,7 +77,7 @@ class CosyVoiceHttpEngine(CosyVoiceRemote):
         )
         pcm = PcmReassembler()
         try:
-            async with self.client.stream("POST", path, data=fields, files=files) as response:
+            async with self.http_client.stream("POST", path, data=fields, files=files) as response:
                 if response.status_code != 200:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise classify_status(response.status_code, body, response.headers)

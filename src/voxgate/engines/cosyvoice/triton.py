@@ -79,7 +79,13 @@ from voxgate.engines.base import EngineRequest, Mode, Notice
 from voxgate.engines.cosyvoice.profile import parse_modes, parse_version
 from voxgate.engines.cosyvoice.remote import CosyVoiceRemote
 from voxgate.engines.cosyvoice.texts import upstream_texts
-from voxgate.engines.remote import RemoteFailure, RemoteOptions, classify_httpx, classify_status
+from voxgate.engines.remote import (
+    PooledHttp,
+    RemoteFailure,
+    RemoteOptions,
+    classify_httpx,
+    classify_status,
+)
 from voxgate.errors import RequestError
 from voxgate.text.cosyvoice_syntax import Version
 from voxgate.text.split import Segment
@@ -343,33 +349,15 @@ class CosyVoiceTritonEngine(CosyVoiceRemote):
         self.model = model
         self.binary = parse_flag(binary)
         self._model_path = f"/v2/models/{quote(model, safe='')}"
-        self._client: httpx.AsyncClient | None = None
+        self.http = PooledHttp(self.options)
 
     # -- connection ------------------------------------------------------------
 
-    async def _open(self) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=self.options.url.rstrip("/"),
-            timeout=self.options.httpx_timeout(),
-            limits=self.options.httpx_limits(),
-        )
-
-    async def _aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError(f"engine {self.name} is not started")
-        return self._client
-
     async def _probe(self) -> None:
-        server = await self.client.get("/v2/health/ready")
+        server = await self.http_client.get("/v2/health/ready")
         if server.status_code != 200:
             raise RuntimeError(f"the server is not ready (HTTP {server.status_code})")
-        ready = await self.client.get(f"{self._model_path}/ready")
+        ready = await self.http_client.get(f"{self._model_path}/ready")
         if ready.status_code != 200:
             detail = error_message(ready).strip()
             raise RuntimeError(
@@ -379,7 +367,7 @@ class CosyVoiceTritonEngine(CosyVoiceRemote):
             )
         # The config route may be restricted (--http-restricted-api); then
         # there is nothing more to learn.
-        config = await self.client.get(f"{self._model_path}/config")
+        config = await self.http_client.get(f"{self._model_path}/config")
         if config.status_code == 200:
             try:
                 problem = config_problem(config.json(), self.model)
@@ -424,7 +412,7 @@ class CosyVoiceTritonEngine(CosyVoiceRemote):
             self.tensors(request, segment), request_id=call_id, binary=self.binary
         )
         try:
-            response = await self.client.post(
+            response = await self.http_client.post(
                 f"{self._model_path}/infer", content=body, headers=headers
             )
         except httpx.HTTPError as exc:
