@@ -20,9 +20,12 @@ from voxgate.errors import RequestError
 class ResolvedVoice:
     speaker: Speaker | None  # None: the voice comes from a prompt
     requested: str | None  # what the caller said, for logs and headers
+    registered: str | None = None  # a registered voice's id
 
     @property
     def label(self) -> str:
+        if self.registered:
+            return self.registered
         return self.speaker.id if self.speaker else "prompt"
 
 
@@ -36,11 +39,16 @@ class VoiceDirectory:
         self._default = default_voice
 
     def resolve(
-        self, engine: Engine, voice: str | None, *, optional: bool = False
+        self,
+        engine: Engine,
+        voice: str | None,
+        *,
+        optional: bool = False,
+        registered: str | None = None,
     ) -> ResolvedVoice:
         """``optional``: the request brings a prompt, so no speaker is needed."""
         if optional and voice in (None, ""):
-            return ResolvedVoice(None, None)
+            return ResolvedVoice(None, registered, registered)
         name = voice if voice not in (None, "") else self._default
         if name is None:
             speaker = engine.default_speaker()

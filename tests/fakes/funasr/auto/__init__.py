@@ -1,0 +1,1 @@
+"""Stand-in for funasr.auto (see the package docstring)."""

@@ -1,0 +1,1 @@
+"""Stand-in for funasr.utils (see the package docstring)."""
