@@ -52,7 +52,18 @@ class _DropDeliberateTruncation(logging.Filter):
     already logged the cause with the request id, so the line is noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing response."
+        return record.getMessage() not in _DELIBERATE
+
+
+_DELIBERATE = frozenset(
+    {
+        "ASGI callable returned without completing response.",
+        # A WebSocket refused with an HTTP status (api/handshake.py): uvicorn's
+        # sans-I/O protocol sends the response, then reports the handshake as
+        # never completed although it was answered.
+        "ASGI callable returned without completing handshake.",
+    }
+)
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -71,3 +82,6 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.error").filters[:] = [truncation]
     # voxgate writes its own access line (with request ids and synthesis facts)
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every outgoing request at INFO (remote engines' health probes,
+    # callbacks); voxgate logs what matters about them itself
+    logging.getLogger("httpx").setLevel(logging.WARNING)
