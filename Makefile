@@ -41,7 +41,9 @@ lint: $(VENV)/.stamp-dev
 test: $(VENV)/.stamp-dev
 	scripts/ensure-test-deps.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest --durations=10 $(ARGS)
+	# Most tests wait on real servers, not the CPU: one pytest worker per core
+	# (files kept together, so module-scoped servers are started once).
+	$(BIN)/pytest -n auto --dist loadfile --durations=10 $(ARGS)
 
 format: $(VENV)/.stamp-dev
 	$(BIN)/ruff check --fix src tests bench

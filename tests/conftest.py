@@ -8,6 +8,8 @@ import pytest
 
 from voxgate.testing import ServerProcess
 
+pytest_plugins = ["tests.support.redis", "tests.support.postgres"]
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

@@ -1,9 +1,10 @@
-"""Command line: ``voxgate serve | say | voices | bench | doctor``."""
+"""Command line: ``voxgate serve | say | voices | worker | bench | doctor | keys | tenants``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -19,12 +20,17 @@ from voxgate.audio.formats import AudioFormat, from_extension
 from voxgate.config import load_settings
 from voxgate.engines.base import Mode
 from voxgate.errors import VoxgateError
+from voxgate.jobs_cli import jobs_app
+from voxgate.keys_cli import keys_app, tenants_app
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="voxgate: a serving gateway for CosyVoice-class speech models.",
 )
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(jobs_app, name="jobs")
 err = Console(stderr=True)
 out = Console()
 
@@ -57,11 +63,21 @@ def serve(
 
     from voxgate.app import create_app
     from voxgate.obs.logging import configure_logging
+    from voxgate.serving.auth import exposure_problem
+    from voxgate.serving.tokens import AuthConfigError
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, log_level=log_level)
     configure_logging(settings.log_level, settings.log_format)
+    # Checked again at start-up (with the database); here for a plain message.
+    problem = exposure_problem(settings)
+    if problem:
+        _fail("startup_refused", f"refusing to start: {problem}", None)
+    try:
+        application = create_app(settings)
+    except AuthConfigError as exc:
+        _fail("invalid_auth_config", f"refusing to start: {exc}", "See docs/auth.md.")
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         http=settings.http_implementation,
@@ -317,6 +333,45 @@ def doctor(
             out.print(table)
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command(
+    "celery-worker",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def celery_worker(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """Run jobs from the Celery queue (VOXGATE_JOB_BACKEND=celery): one job at
+    a time, with the engines configured here. Extra arguments go to Celery."""
+    if config:
+        os.environ["VOXGATE_CONFIG"] = str(config)
+    from voxgate.jobs.celery_app import main as celery_main
+
+    celery_main(list(ctx.args))
+
+
+@app.command()
+def worker(
+    engine: Annotated[
+        str, typer.Option("--engine", "-e", help="Name of the engine in VOXGATE_ENGINES to serve.")
+    ],
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8090; 0: any free one).")] = None,
+    uds: Annotated[Path | None, typer.Option(help="Serve on this Unix socket instead.")] = None,
+    register: Annotated[
+        bool, typer.Option(help="Register in Redis when VOXGATE_REDIS_URL is set.")
+    ] = True,
+    parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve one engine to gateways (the worker protocol; docs/engines.md)."""
+    from voxgate.worker.server import WorkerOptions, WorkerSetupError, run_worker
+
+    settings = load_settings(config, worker_host=host, worker_port=port)
+    try:
+        status = run_worker(settings, WorkerOptions(engine, uds, register, parent_pid))
+    except WorkerSetupError as exc:
+        _fail("invalid_config", str(exc), "Configure the engine in VOXGATE_ENGINES.")
+    raise typer.Exit(status)
 
 
 @app.command()

@@ -62,6 +62,23 @@ def _general(settings: Settings) -> list[Check]:
     return checks
 
 
+async def _asr(settings: Settings) -> list[Check]:
+    """The recognizer that transcribes voice prompts sent without text."""
+    from voxgate.asr.base import build_transcriber
+
+    try:
+        transcriber = build_transcriber(settings.asr)
+    except Exception as exc:
+        fix = "Check VOXGATE_ASR against docs/voices.md."
+        return [fail("configuration", f"{type(exc).__name__}: {exc}", fix)]
+    if transcriber is None:
+        return [ok("speech recognizer", "none: voices without prompt_text get no transcript")]
+    try:
+        return await transcriber.diagnose() or [ok("speech recognizer", settings.asr.kind)]
+    except Exception as exc:
+        return [fail("diagnosis", f"{type(exc).__name__}: {exc}")]
+
+
 async def diagnose(settings: Settings) -> Report:
     report = Report(general=_general(settings))
     for name, config in settings.engines.items():
@@ -78,6 +95,8 @@ async def diagnose(settings: Settings) -> Report:
             ]
         except Exception as exc:
             report.engines[name] = [fail("diagnosis", f"{type(exc).__name__}: {exc}")]
+    report.engines["asr"] = await _asr(settings)
+    report.kinds["asr"] = f"speech recognizer: {settings.asr.kind}"
     if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
         report.general.append(ok("GPU", "hidden on purpose (CUDA_VISIBLE_DEVICES is empty)"))
     return report

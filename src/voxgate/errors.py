@@ -69,6 +69,53 @@ PROMPT_TOO_SHORT = _code("prompt_too_short", 400, "The prompt is too short to im
 PROMPT_TEXT_REQUIRED = _code(
     "prompt_text_required", 400, "Zero-shot imitation needs the prompt's transcript."
 )
+PROMPT_CORRUPT = _code("prompt_corrupt", 400, "The prompt file is damaged or truncated.")
+PROMPT_SILENT = _code("prompt_silent", 400, "The prompt holds no audible speech.")
+PROMPT_CLIPPED = _code("prompt_clipped", 400, "The prompt is badly clipped.")
+PROMPT_NOISY = _code("prompt_noisy", 400, "The prompt's speech is buried in noise.")
+
+# Voice library
+CONSENT_REQUIRED = _code("consent_required", 400, "A voice needs the speaker's consent.")
+CONSENT_NOT_FOUND = _code("consent_not_found", 404, "No consent recording by that id.")
+CONSENT_IN_USE = _code("consent_in_use", 409, "Voices still rely on this consent recording.")
+VOICE_MODE_MISMATCH = _code(
+    "voice_mode_mismatch", 400, "The voice cannot be used in the requested mode."
+)
+
+# Authentication and tenants
+AUTH_REQUIRED = _code("auth_required", 401, "The route needs an API key or a bearer token.")
+INVALID_API_KEY = _code("invalid_api_key", 401, "The API key is unknown or revoked.")
+INVALID_TOKEN = _code("invalid_token", 401, "The bearer token failed verification.")
+TOKEN_EXPIRED = _code("token_expired", 401, "The bearer token has expired.")
+FORBIDDEN = _code("forbidden", 403, "The credentials are valid but not allowed here.")
+TENANT_EXISTS = _code("tenant_exists", 409, "A tenant by that id already exists.")
+
+# Limits
+RATE_LIMITED = _code("rate_limited", 429, "Too many requests in the current window.")
+QUOTA_EXCEEDED = _code("quota_exceeded", 429, "The daily character quota is used up.")
+
+# Streamed text sessions (WebSocket /v1/audio/speech/stream, gRPC StreamingSynthesize)
+UNEXPECTED_MESSAGE = _code(
+    "unexpected_message", 400, "A session message that is not valid at this point."
+)
+SESSION_IDLE_TIMEOUT = _code(
+    "session_idle_timeout", 408, "A streamed session waited too long for its client."
+)
+
+# Jobs
+JOB_NOT_FOUND = _code("job_not_found", 404, "No job by that id.")
+JOB_NOT_FINISHED = _code("job_not_finished", 409, "The job has no result (yet).")
+CALLBACK_URL_INVALID = _code("callback_url_invalid", 400, "The callback URL is not usable.")
+CALLBACK_URL_FORBIDDEN = _code(
+    "callback_url_forbidden", 400, "The callback URL points at an internal address."
+)
+
+# Engine administration
+ENGINE_EXISTS = _code("engine_exists", 409, "An engine by that name is already registered.")
+ENGINE_NOT_FOUND = _code("engine_not_found", 404, "No engine by that name.")
+ENGINE_CONFIGURED = _code(
+    "engine_configured", 409, "The engine comes from configuration; the API cannot remove it."
+)
 
 # Capacity and engines
 ENGINE_OVERLOADED = _code("engine_overloaded", 503, "The engine queue is full or too slow.")
@@ -76,6 +123,9 @@ ENGINE_UNAVAILABLE = _code("engine_unavailable", 503, "The engine is not ready."
 ENGINE_FAILED = _code("engine_failed", 500, "The engine failed while synthesizing.")
 ENGINE_TIMEOUT = _code("engine_timeout", 504, "The engine did not answer in time.")
 UPSTREAM_ERROR = _code("upstream_error", 502, "A remote engine answered with an error.")
+CIRCUIT_OPEN = _code(
+    "circuit_open", 503, "Every endpoint of the engine is failing; its breaker is open."
+)
 INTERNAL_ERROR = _code("internal_error", 500, "An unexpected server error.")
 
 

@@ -5,7 +5,10 @@ starts:
 
 1. :meth:`Pipeline.prepare` validates the request against the engine's
    capabilities, normalizes, lowers and splits the text, resolves the voice,
-   plans tempo/volume/resampling, and takes an admission slot.
+   plans tempo/volume/resampling, and takes an admission slot. With the
+   result cache on, the slot is taken later, before the first byte, and only
+   by a synthesis that really runs (not by a cache hit, nor by a request that
+   joins an identical one in flight): see :mod:`voxgate.serving.results`.
 2. The returned :class:`Synthesis` streams (or collects) encoded audio and
    releases its slot when it ends, fails, or is closed because the client
    went away, which also closes the engine's generator and stops its work.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 import urllib.parse
@@ -22,7 +26,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,16 +36,27 @@ from voxgate.audio.encoders import Encoder, make_encoder
 from voxgate.audio.formats import AudioFormat, info, nearest_rate, rate_allowed
 from voxgate.audio.pcm import Samples
 from voxgate.audio.prompt import PromptAudio
-from voxgate.config import Settings
+from voxgate.config import EngineConfig, Settings
 from voxgate.engines.base import Engine, EngineRequest, Mode, Notice
 from voxgate.engines.registry import EngineRegistry
 from voxgate.errors import EngineTimeout, EngineUnavailable, RequestError
-from voxgate.serving.admission import Admission, Lease, Priority
+from voxgate.serving.admission import Admission, AdmissionControl, Priority, Slot
+from voxgate.serving.cache import CachePolicy
+from voxgate.serving.principal import Principal
+from voxgate.serving.quota import CharacterQuota
+from voxgate.serving.redis import RedisConnection
+from voxgate.serving.shared_admission import SharedAdmission
+from voxgate.store.models import DEFAULT_TENANT
 from voxgate.text.lowering import lower
 from voxgate.text.markup import Feature, has_content, parse
 from voxgate.text.normalize import normalize
 from voxgate.text.split import split
 from voxgate.voices import ResolvedVoice, VoiceDirectory
+from voxgate.voices.library import VoiceLibrary
+from voxgate.voices.plan import VoicePlan, plan_voice
+
+if TYPE_CHECKING:
+    from voxgate.serving.results import Results
 
 SPEED_RANGE = (0.25, 4.0)
 PITCH_RANGE = (-12.0, 12.0)
@@ -63,7 +78,7 @@ class SynthesisRequest:
     text: str
     voice: str | None = None
     engine: str | None = None
-    mode: Mode = Mode.SFT
+    mode: Mode | None = None  # None: from the voice (sft, or zero_shot for a registered voice)
     instruct: str | None = None
     language: str | None = None
     speed: float = 1.0
@@ -76,6 +91,11 @@ class SynthesisRequest:
     priority: Priority = Priority.REALTIME
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     max_chars: int | None = None  # overrides the configured limit (jobs)
+    tenant: str = DEFAULT_TENANT  # whose registered voices may be used
+    # whose daily character quotas this counts against (None: nobody's, e.g. the CLI)
+    principal: Principal | None = None
+    # what the result cache may do (Cache-Control, If-None-Match)
+    cache: CachePolicy = field(default_factory=CachePolicy)
 
 
 @dataclass(slots=True)
@@ -89,6 +109,8 @@ class Usage:
     sample_rate: int = 0
     started_at: float = field(default_factory=time.perf_counter)
     queued_s: float = 0.0  # waiting for an admission slot
+    admitted_s: float | None = None  # prepare() done: the slot was granted
+    priority: Priority = Priority.REALTIME  # the class it was admitted under
     engine_ttfc_s: float | None = None  # engine call to its first chunk
     first_audio_s: float | None = None  # first encoded bytes ready to send
     total_s: float | None = None
@@ -179,7 +201,7 @@ class Synthesis:
         tempo: float,
         gain: float,
         notices: list[Notice],
-        lease: Lease,
+        lease: Slot | None,  # None: taken later (serving/results.py)
         usage: Usage,
         encode_pool: Executor | None = None,
         timeout_s: float = 30.0,
@@ -319,6 +341,11 @@ class Synthesis:
                 except RuntimeError:  # no pool, or it is shut down: we are exiting
                     encoder.close()
 
+    async def not_modified(self) -> list[tuple[str, str]] | None:
+        """Headers for a 304 when the client already holds this whole response
+        (If-None-Match); None to send it. Only a cached synthesis can tell."""
+        return None
+
     async def aclose(self) -> None:
         """Give up without synthesizing (or after a failure): free the slot."""
         self._finish()
@@ -335,52 +362,159 @@ class Synthesis:
     def _finish(self) -> None:
         if self.usage.total_s is None:
             self.usage.total_s = time.perf_counter() - self.usage.started_at
-        self._lease.release()
+        if self._lease is not None:
+            self._lease.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    plan: VoicePlan
+    fmt: AudioFormat
+    sample_rate: int
 
 
 class Pipeline:
-    def __init__(self, registry: EngineRegistry, settings: Settings) -> None:
+    def __init__(
+        self,
+        registry: EngineRegistry,
+        settings: Settings,
+        library: VoiceLibrary | None = None,
+        redis: RedisConnection | None = None,
+    ) -> None:
         self.registry = registry
+        self.redis = redis
         self.settings = settings
         self.voices = VoiceDirectory(settings.voice_aliases, settings.default_voice)
+        self.library = library
+        self.quota: CharacterQuota | None = None  # set by create_app
+        self.results: Results | None = None  # the result cache, set by create_app
+        self._generic_models = frozenset(settings.openai_models)
         self._encode_pool = ThreadPoolExecutor(
             max_workers=settings.encode_threads or os.cpu_count() or 2,
             thread_name_prefix="voxgate-encode",
         )
-        self.admission: dict[str, Admission] = {}
+        self.admission: dict[str, AdmissionControl] = {}
         self._timeouts: dict[str, float] = {}
         for engine in registry:
-            cfg = settings.engines.get(engine.name)
-            self._timeouts[engine.name] = (
-                cfg.timeout_s if cfg and cfg.timeout_s is not None else settings.engine_timeout_s
-            )
-            queue = cfg.queue_size if cfg and cfg.queue_size is not None else None
-            wait = cfg.queue_timeout_s if cfg and cfg.queue_timeout_s is not None else None
-            self.admission[engine.name] = Admission(
+            self._serve(engine, settings.engines.get(engine.name))
+
+    def _serve(self, engine: Engine, cfg: EngineConfig | None) -> None:
+        """An engine's admission and timeout (at start, or registered at run time)."""
+        settings = self.settings
+        self._timeouts[engine.name] = (
+            cfg.timeout_s if cfg and cfg.timeout_s is not None else settings.engine_timeout_s
+        )
+        queue = cfg.queue_size if cfg and cfg.queue_size is not None else None
+        wait = cfg.queue_timeout_s if cfg and cfg.queue_timeout_s is not None else None
+        capacity = engine.capabilities.max_concurrency
+        max_queue = settings.queue_size if queue is None else queue
+        max_wait = settings.queue_timeout_s if wait is None else wait
+        batch_wait, reserved = settings.queue_timeout_batch_s, settings.reserved_realtime_slots
+        shared = cfg.shared_admission if cfg and cfg.shared_admission is not None else None
+        if shared is None:
+            shared = settings.shared_admission
+        admission: Admission | SharedAdmission
+        if shared and self.redis is not None:
+            admission = SharedAdmission(
                 engine.name,
-                capacity=engine.capabilities.max_concurrency,
-                max_queue=settings.queue_size if queue is None else queue,
-                max_wait_s=settings.queue_timeout_s if wait is None else wait,
+                capacity,
+                max_queue,
+                max_wait,
+                redis=self.redis,
+                max_wait_batch_s=batch_wait,
+                reserved_realtime=reserved,
             )
+        else:
+            admission = Admission(
+                engine.name,
+                capacity,
+                max_queue,
+                max_wait,
+                max_wait_batch_s=batch_wait,
+                reserved_realtime=reserved,
+            )
+        self.admission[engine.name] = admission
+        engine.watch_capacity(admission.resize)  # engines over workers that come and go
+
+    def add_engine(self, engine: Engine, cfg: EngineConfig | None = None) -> None:
+        """Serve a started engine registered at run time. Its admission exists
+        before the registry names it, so no request can find it without one."""
+        self._serve(engine, cfg)
+        self.registry.add(engine)
+
+    async def remove_engine(self, name: str) -> Engine:
+        """Stop serving an engine and close its admission (the caller closes
+        the engine). Call it once the engine is idle."""
+        engine = self.registry.remove(name)
+        admission = self.admission.pop(name, None)
+        self._timeouts.pop(name, None)
+        if admission is not None:
+            await admission.close()
+        return engine
 
     def close(self) -> None:
         self._encode_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def prepare(self, req: SynthesisRequest) -> Synthesis:
-        usage = Usage()
-        engine = self.registry.get(req.engine)
+    async def _validate(self, req: SynthesisRequest) -> _Validated:
+        """Everything about a request that does not depend on its text: the
+        engine and mode its voice means, capabilities, ranges, output. Shared
+        by :meth:`check` and :meth:`prepare` so they cannot drift apart."""
+        plan = await plan_voice(
+            voice=req.voice,
+            engine=req.engine,
+            mode=req.mode,
+            instruct=req.instruct,
+            prompt=req.prompt,
+            tenant=req.tenant,
+            registry=self.registry,
+            library=self.library,
+            generic_models=self._generic_models,
+        )
+        engine = plan.engine
         if not engine.ready:
             raise EngineUnavailable(
                 f"engine {engine.name!r} is not ready",
                 hint="GET /readyz shows engine state; retry shortly.",
                 retry_after=5,
             )
-        caps = engine.capabilities
-        self._check_mode(engine, req)
+        self._check_mode(engine, plan.mode, req, plan.prompt)
         _check_range(req.speed, SPEED_RANGE, errors.SPEED_OUT_OF_RANGE, "speed")
         _check_range(req.pitch, PITCH_RANGE, errors.PITCH_OUT_OF_RANGE, "pitch")
         _check_range(req.volume, VOLUME_RANGE, errors.VOLUME_OUT_OF_RANGE, "volume")
         fmt, sample_rate = self._output(engine, req)
+        return _Validated(plan, fmt, sample_rate)
+
+    def _voice(self, plan: VoicePlan) -> ResolvedVoice:
+        return self.voices.resolve(
+            plan.engine,
+            plan.speaker,
+            optional=plan.mode in plan.engine.capabilities.prompt_modes and plan.speaker is None,
+            registered=plan.registered.id if plan.registered else None,
+        )
+
+    async def check(self, req: SynthesisRequest) -> tuple[Engine, int, ResolvedVoice]:
+        """What :meth:`prepare` checks that does not depend on the text, with no
+        quota, admission or engine work: a streamed session (serving/session.py)
+        refuses a bad configuration this way before its text arrives. Returns
+        the engine, the output sample rate and the voice."""
+        valid = await self._validate(req)
+        voice = self._voice(valid.plan)
+        await self.registry.ensure_available(valid.plan.engine)
+        return valid.plan.engine, valid.sample_rate, voice
+
+    async def prepare(
+        self, req: SynthesisRequest, *, text_stream: AsyncIterator[str] | None = None
+    ) -> Synthesis:
+        """``text_stream``: more text, still arriving, spoken after ``req.text``
+        in the same engine call (engines with ``text_streaming`` only; the
+        caller counts its characters)."""
+        usage = Usage()
+        valid = await self._validate(req)
+        plan, fmt, sample_rate = valid.plan, valid.fmt, valid.sample_rate
+        engine, mode = plan.engine, plan.mode
+        caps = engine.capabilities
+        if text_stream is not None and not caps.text_streaming:
+            raise ValueError(f"engine {engine.name!r} cannot take text while it arrives")
 
         text = normalize(req.text)
         limit = req.max_chars or self.settings.max_input_chars
@@ -410,24 +544,22 @@ class Pipeline:
         usage.characters = len(text)
         usage.sample_rate = sample_rate
 
-        voice = self.voices.resolve(
-            engine, req.voice, optional=req.mode in caps.prompt_modes and req.voice is None
-        )
+        voice = self._voice(plan)
         native_speed, tempo = self._split_speed(engine, req.speed)
         if req.pitch and not caps.pitch:
             notices.append(Notice("pitch_unsupported", f"engine {engine.name} cannot shift pitch"))
-        prompt = req.prompt
-        if prompt is not None and req.mode not in caps.prompt_modes:
+        prompt = plan.prompt
+        if prompt is not None and mode not in caps.prompt_modes:
             notices.append(
                 Notice(
                     "prompt_ignored",
-                    f"mode {req.mode.value} of engine {engine.name} speaks with a built-in voice",
+                    f"mode {mode.value} of engine {engine.name} speaks with a built-in voice",
                 )
             )
             prompt = None
         ereq = EngineRequest(
             request_id=req.request_id,
-            mode=req.mode,
+            mode=mode,
             segments=tuple(segments),
             speaker=voice.speaker,
             instruct=req.instruct,
@@ -437,11 +569,36 @@ class Pipeline:
             pitch=req.pitch if caps.pitch else 0.0,
             volume=req.volume if caps.volume else 1.0,
             seed=req.seed,
+            text_stream=text_stream,
         )
         notices.extend(engine.check(ereq))
-        lease = await self.admission[engine.name].acquire(req.priority)
-        usage.queued_s = lease.waited_s
-        return Synthesis(
+        # Daily character quotas: a clean 429 before any audio; refunded if not admitted.
+        charge = None
+        if self.quota is not None and req.principal is not None:
+            charge = await self.quota.reserve(req.principal, usage.characters)
+        admission = self.admission[engine.name]
+        make: Callable[..., Synthesis] = Synthesis
+        lease: Slot | None = None
+        if self.results is not None and self.results.defers(req):
+            # A cache hit, or a request identical to one in flight, takes no
+            # slot: the synthesis that runs takes it (serving/results.py).
+            refund = charge.refund if charge is not None else None
+            available = functools.partial(self.registry.ensure_available, engine)
+            make = self.results.deferred(admission, req, plan.registered, refund, available)
+        else:
+            try:
+                await self.registry.ensure_available(engine)  # draining, circuit_open: 503 now
+                lease = await admission.acquire(req.priority, req.tenant)
+            except BaseException:
+                if charge is not None:
+                    await charge.refund()
+                raise
+            usage.queued_s = lease.waited_s
+            usage.admitted_s = time.perf_counter() - usage.started_at
+        usage.priority = req.priority
+        if plan.registered is not None and self.library is not None:
+            self.library.record_use(plan.registered)
+        return make(
             engine=engine,
             request=ereq,
             voice=voice,
@@ -456,29 +613,31 @@ class Pipeline:
             timeout_s=self._timeouts[engine.name],
         )
 
-    def _check_mode(self, engine: Engine, req: SynthesisRequest) -> None:
+    def _check_mode(
+        self, engine: Engine, mode: Mode, req: SynthesisRequest, prompt: PromptAudio | None
+    ) -> None:
         modes = engine.capabilities.modes
-        if req.mode not in modes:
+        if mode not in modes:
             raise RequestError(
-                f"engine {engine.name!r} does not support mode {req.mode.value!r}",
+                f"engine {engine.name!r} does not support mode {mode.value!r}",
                 code=errors.MODE_UNSUPPORTED,
-                hint=f"Engine {engine.name!r} supports: {', '.join(sorted(modes))}. "
-                "zero_shot and cross_lingual need a CosyVoice engine.",
+                hint=f"Engine {engine.name!r} supports: {', '.join(sorted(modes))}.",
                 param="mode",
             )
-        if req.mode is Mode.INSTRUCT and not (req.instruct and req.instruct.strip()):
+        if mode is Mode.INSTRUCT and not (req.instruct and req.instruct.strip()):
             raise RequestError(
                 "mode instruct needs an instruction",
                 code=errors.INSTRUCT_REQUIRED,
                 hint='Add "instruct", e.g. "speak slowly" or "用悲伤的语气".',
                 param="instruct",
             )
-        if req.mode in engine.capabilities.prompt_modes and req.prompt is None:
+        if mode in engine.capabilities.prompt_modes and prompt is None:
             raise RequestError(
-                f"mode {req.mode.value!r} of engine {engine.name!r} needs a voice prompt",
+                f"mode {mode.value!r} of engine {engine.name!r} needs a voice prompt",
                 code=errors.PROMPT_REQUIRED,
-                hint="Send 3-15 seconds of the voice to imitate, or use a registered voice.",
-                param="prompt",
+                hint="Use a registered voice (voice: voice_...) or send reference_audio: "
+                "3-15 seconds of the voice to imitate.",
+                param="voice",
             )
 
     def _output(self, engine: Engine, req: SynthesisRequest) -> tuple[AudioFormat, int]:

@@ -26,7 +26,7 @@ JSON_CASES = [
     (SPEECH, {"input": 42}, 400, "invalid_request"),
     (SPEECH, {"input": "hi", "model": "whisper-9"}, 404, "model_not_found"),
     (SPEECH, {"input": "hi", "stream_format": "websocket"}, 400, "invalid_request"),
-    (TTS, {"text": "hi", "mode": "zero_shot"}, 400, "mode_unsupported"),
+    (TTS, {"text": "hi", "mode": "zero_shot"}, 400, "prompt_required"),
     (TTS, {"text": "hi", "mode": "telepathy"}, 400, "mode_unsupported"),
     (TTS, {"text": "hi", "mode": "instruct"}, 400, "instruct_required"),
     (

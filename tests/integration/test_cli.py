@@ -93,3 +93,23 @@ def test_config_file(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = voxgate("say", "x", "-o", str(out), "-c", str(tmp_path / "missing.toml"))
     assert r.returncode != 0
+
+
+def test_jobs_submit_wait_download_status_and_errors(server: ServerProcess, tmp_path: Path) -> None:
+    chapter = tmp_path / "chapter.md"
+    chapter.write_text("The first sentence of the chapter. The second one follows it.")
+    out = tmp_path / "chapter.wav"
+    options = ["--url", server.url, "--format", "wav", "--wait", "-o", str(out), "--json"]
+    r = voxgate("jobs", "submit", str(chapter), *options)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert job["state"] == "succeeded"
+    assert decode(out.read_bytes(), "wav").duration > 1.0
+    status = voxgate("jobs", "status", job["id"], "--url", server.url)
+    assert status.returncode == 0
+    assert "succeeded" in status.stdout
+    listed = voxgate("jobs", "list", "--url", server.url)
+    assert job["id"] in listed.stdout
+    missing = voxgate("jobs", "status", "job_nope", "--url", server.url)
+    assert missing.returncode == 2
+    assert "job_not_found" in missing.stderr

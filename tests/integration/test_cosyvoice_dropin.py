@@ -111,15 +111,16 @@ def test_bad_requests_get_coded_errors(
     assert response.json()["error"]["code"] == code
 
 
-def test_a_cloning_route_on_an_engine_without_cloning_says_so(server: ServerProcess) -> None:
+def test_a_cloning_route_on_espeak_matches_the_voice_and_says_so(server: ServerProcess) -> None:
     response = httpx.post(
         server.url + "/inference_zero_shot",
         data={"tts_text": "hello", "prompt_text": PROMPT_TEXT},
         files={"prompt_wav": ("p.wav", voice_prompt().wav(16000))},
         timeout=30,
     )
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "mode_unsupported"
+    assert response.status_code == 200
+    assert len(response.content) > 2205  # some speech at 22050 Hz
+    assert response.headers["x-voxgate-warning"].startswith("voice_matched")
 
 
 @pytest.mark.parametrize(

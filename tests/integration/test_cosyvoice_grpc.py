@@ -376,6 +376,13 @@ def official_client(stubs: Path, address: str, calls: list[dict[str, Any]]) -> l
     return [Answer(**a) for a in answers]
 
 
+def short_prompt_file(dropin: Dropin) -> str:
+    """0.03 s of 16 kHz PCM: too short to imitate."""
+    path = dropin.work / "prompt-short.pcm"
+    path.write_bytes(voice_prompt(4.0).pcm16(16000)[:1000])
+    return str(path)
+
+
 def prompt_file(dropin: Dropin) -> str:
     path = dropin.work / "prompt-16k.pcm"
     path.write_bytes(voice_prompt(4.0).pcm16(16000))
@@ -385,7 +392,7 @@ def prompt_file(dropin: Dropin) -> str:
 def test_voxgate_errors_map_to_grpc_status_codes() -> None:
     import grpc
 
-    from voxgate.grpc.cosyvoice_service import details, status_code
+    from voxgate.grpc.common import details, status_code
 
     def status(code: str) -> str:
         return str(status_code(VoxgateError("m", code=code)).name)
@@ -433,7 +440,7 @@ def test_errors_carry_a_status_and_the_voxgate_code(dropin: Dropin) -> None:
             {},
             {
                 "zero_shot_request": {"tts_text": "你好", "prompt_text": TRANSCRIPT},
-                "prompt_audio_file": prompt_file(dropin),
+                "prompt_audio_file": short_prompt_file(dropin),
             },
         ],
     )
@@ -445,7 +452,7 @@ def test_errors_carry_a_status_and_the_voxgate_code(dropin: Dropin) -> None:
     assert empty.details.startswith("missing_field: ")
     assert empty.trailing["voxgate-error-code"] == "missing_field"
     assert unsupported.code == "INVALID_ARGUMENT"
-    assert unsupported.trailing["voxgate-error-code"] == "mode_unsupported"
+    assert unsupported.trailing["voxgate-error-code"] == "prompt_too_short"
     assert all(a.messages == 0 for a in (unknown, empty, unsupported))
 
 
@@ -580,3 +587,39 @@ def client_main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(client_main(sys.argv[1:]))
+
+
+def test_the_official_service_applies_the_http_rate_limits(dropin: Dropin, tmp_path: Path) -> None:
+    """gRPC callers share the limits of HTTP callers: the third call in a
+    minute from an address limited to two is RESOURCE_EXHAUSTED, with the code
+    and Retry-After in the trailing metadata."""
+    port = free_port()
+    env = {"VOXGATE_GRPC_PORT": str(port), "VOXGATE_RATE_LIMIT_ANONYMOUS_RPM": "2"}
+    with ServerProcess(tmp_path, env):
+        call = {"sft_request": {"spk_id": "中文女", "tts_text": "你好。"}}
+        answers = official_client(dropin.stubs, f"127.0.0.1:{port}", [call, call, call])
+    assert [a.code for a in answers] == ["OK", "OK", "RESOURCE_EXHAUSTED"]
+    assert answers[2].trailing["voxgate-error-code"] == "rate_limited"
+    assert int(answers[2].trailing["retry-after"]) >= 20
+    assert answers[0].audio
+
+
+def test_official_calls_are_counted_in_the_metrics(dropin: Dropin) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def requests(route: str) -> float:
+        text = httpx.get(f"{dropin.espeak.url}/metrics", timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "voxgate_requests"
+            for sample in family.samples
+            if sample.name == "voxgate_requests_total" and sample.labels.get("route") == route
+        )
+
+    route = "grpc:/cosyvoice.CosyVoice/Inference"
+    before = requests(route)
+    call = {"sft_request": {"spk_id": "中文女", "tts_text": "你好。"}}
+    answers = official_client(dropin.stubs, dropin.espeak_grpc, [call, call])
+    assert [a.code for a in answers] == ["OK", "OK"]
+    assert requests(route) == before + 2

@@ -1,4 +1,5 @@
-"""Operator endpoints. (Behind admin auth once auth exists.)"""
+"""Operator endpoints: administrators only (``deps.admin``; the auth middleware
+also refuses non-administrators anywhere under ``/v1/admin/``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import threading
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-router = APIRouter(tags=["Admin"])
+from voxgate.api import deps
+
+router = APIRouter(tags=["Admin"], dependencies=[Depends(deps.admin)])
 _STARTED = time.monotonic()
 
 

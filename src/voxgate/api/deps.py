@@ -13,9 +13,18 @@ from typing import Any
 
 from fastapi import Request
 
+from voxgate import errors
 from voxgate.config import Settings
 from voxgate.engines.registry import EngineRegistry
+from voxgate.errors import RequestError
 from voxgate.pipeline import Pipeline
+from voxgate.serving.admission import Priority
+from voxgate.serving.auth import admin_only
+from voxgate.serving.cache import CachePolicy
+from voxgate.serving.keys import KeyStore
+from voxgate.serving.principal import Principal, anonymous
+from voxgate.voices.library import VoiceLibrary
+from voxgate.voices.model import Actor
 
 
 async def pipeline(request: Request) -> Pipeline:
@@ -46,3 +55,64 @@ def request_id(request: Request) -> str:
     if not rid:
         rid = state["request_id"] = uuid.uuid4().hex
     return str(rid)
+
+
+async def library(request: Request) -> VoiceLibrary:
+    lib: VoiceLibrary = request.app.state.library
+    return lib
+
+
+def principal(request: Request) -> Principal:
+    """Who is calling, as authentication found (anonymous when auth is off)."""
+    found = request_state(request).get("principal")
+    if isinstance(found, Principal):
+        return found
+    return anonymous(request.client.host if request.client else "")
+
+
+def tenant(request: Request) -> str:
+    """The caller's tenant: every voice, job and key lookup is scoped to it."""
+    return principal(request).tenant
+
+
+async def admin(request: Request) -> Principal:
+    """The caller, who must be an administrator (403 ``forbidden`` otherwise).
+    With authentication off (loopback only) every caller is trusted."""
+    who = principal(request)
+    if who.admin or getattr(request.app.state, "authenticator", False) is None:
+        return who
+    raise admin_only(request.url.path)
+
+
+async def keys(request: Request) -> KeyStore:
+    store: KeyStore = request.app.state.keys
+    return store
+
+
+def priority(request: Request, explicit: str | None = None) -> Priority:
+    """The request's priority class: a body field, else ``X-Voxgate-Priority``."""
+    value = explicit or request.headers.get("x-voxgate-priority")
+    try:
+        return Priority.parse(value)
+    except KeyError:
+        raise RequestError(
+            f"unknown priority {value!r}",
+            code=errors.INVALID_REQUEST,
+            hint="Use realtime or batch.",
+            param="priority",
+        ) from None
+
+
+def cache_policy(request: Request) -> CachePolicy:
+    """What the result cache may do for this request: ``Cache-Control:
+    no-cache`` / ``no-store`` bypass it, ``If-None-Match`` may earn a 304."""
+    return CachePolicy.from_headers(
+        request.headers.get("cache-control"), request.headers.get("if-none-match")
+    )
+
+
+def actor(request: Request) -> Actor:
+    """Who is asking, for the audit log."""
+    who = principal(request)
+    name = who.subject if who.authenticated else f"anonymous@{who.client or 'unknown'}"
+    return Actor(who.tenant, name, request_id(request))

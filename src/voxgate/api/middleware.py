@@ -1,6 +1,7 @@
 """Per-request context as plain ASGI middleware (no buffering, so streaming
 and disconnect detection are untouched): a request id, the body size limit,
-and one access log line with what the route recorded about the synthesis."""
+and one access log line with what the route recorded about the synthesis.
+The same end-of-request point feeds metrics and tracing (obs/observer.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voxgate import errors
 from voxgate.api.errors import error_payload
 from voxgate.errors import VoxgateError
+from voxgate.obs.observer import FinishedRequest, RequestObserver, route_template, trace_context
 
 log = logging.getLogger("voxgate.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,10 +29,20 @@ class RequestTooLarge(VoxgateError):
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        observers: Sequence[RequestObserver] = (),
+        max_job_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.max_job_bytes = max_job_bytes
+        self.observers = tuple(observers)  # metrics, tracing: told once per request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,9 +76,15 @@ class RequestContext:
         upload = headers.get("content-type", "").startswith("multipart/form-data")
         limit = self.max_upload_bytes if upload else self.max_body_bytes
         setting = "VOXGATE_MAX_UPLOAD_BYTES" if upload else "VOXGATE_MAX_BODY_BYTES"
+        if scope.get("path") == "/v1/jobs" and self.max_job_bytes > limit:
+            # a job carries up to a million characters (3 MB of UTF-8 Chinese)
+            limit, setting = self.max_job_bytes, "VOXGATE_MAX_JOB_BODY_BYTES"
         declared = headers.get("content-length")
+        for observer in self.observers:
+            observer.request_started()
         try:
             if declared is not None and declared.isdigit() and int(declared) > limit:
+                state.setdefault("log", {})["error"] = errors.REQUEST_TOO_LARGE
                 await self._too_large(send_wrapper, limit, setting)
                 return
             received = 0
@@ -84,12 +103,18 @@ class RequestContext:
 
             await self.app(scope, receive_wrapper, send_wrapper)
         finally:
+            duration = time.perf_counter() - started
+            route = route_template(scope)
+            principal = state.get("principal")
             fields = {
                 "request_id": request_id,
+                # auth writes the tenant into state["log"]; this is the fallback
+                "tenant": getattr(principal, "tenant", None),
                 "method": scope.get("method"),
+                "route": route,
                 "path": scope.get("path"),
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "duration_ms": round(duration * 1000, 1),
                 # request handed to the app -> first body byte handed to the server
                 "ttfb_ms": None if first_byte is None else round((first_byte - started) * 1000, 1),
                 "bytes": sent,
@@ -97,6 +122,28 @@ class RequestContext:
                 **state.get("log", {}),
             }
             log.info("request", extra=fields)
+            if self.observers:
+                self._observe(
+                    FinishedRequest(
+                        route=route,
+                        method=str(scope.get("method", "")),
+                        status=status,
+                        started=started,
+                        duration_s=duration,
+                        fields=fields,
+                        trace_context=trace_context(headers),
+                        usage=state.get("usage"),
+                    )
+                )
+
+    def _observe(self, finished: FinishedRequest) -> None:
+        # The response is complete: a failing observer must cost a log line,
+        # never the request (nor an error from the server about it).
+        for observer in self.observers:
+            try:
+                observer.request_finished(finished)
+            except Exception:
+                logging.getLogger("voxgate.obs").exception("observer %r failed", observer)
 
     @staticmethod
     async def _too_large(send: Send, limit: int, setting: str) -> None:

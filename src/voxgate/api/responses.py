@@ -139,30 +139,42 @@ def _record(
         fields = request_state.setdefault("log", {})
         if error:
             fields["error"] = error
+        # hit | miss | shared when the result cache served it (serving/results.py)
+        cache = getattr(synthesis, "cache_status", None)
+        if cache:
+            fields["cache"] = cache
         fields.update(
             outcome=outcome,
             audio_s=round(usage.audio_seconds, 3),
             ttfa_ms=_ms(usage.first_audio_s),
             queue_ms=_ms(usage.queued_s),
             engine_ttfc_ms=_ms(usage.engine_ttfc_s),
+            total_ms=_ms(usage.total_s),
         )
 
     return done
 
 
 def describe(state: dict[str, Any], synthesis: Synthesis) -> None:
-    """Facts about the synthesis for the request's log line."""
+    """Facts about the synthesis for the request's log line; the usage itself
+    goes to metrics and tracing when the request ends (api/middleware.py)."""
     state.setdefault("log", {}).update(
         engine=synthesis.engine.name,
         voice=synthesis.voice.label,
         characters=synthesis.usage.characters,
         format=synthesis.format.value,
+        priority=synthesis.usage.priority.name.lower(),
     )
+    state["usage"] = synthesis.usage
 
 
 async def whole(synthesis: Synthesis, state: dict[str, Any]) -> Response:
     describe(state, synthesis)
     try:
+        unchanged = await synthesis.not_modified()  # If-None-Match: the client has it
+        if unchanged is not None:
+            _record(state, synthesis)("not_modified", None)
+            return Response(status_code=304, headers=dict(unchanged))
         data = await synthesis.read_all()
     finally:
         await synthesis.aclose()
@@ -170,7 +182,8 @@ async def whole(synthesis: Synthesis, state: dict[str, Any]) -> Response:
     return Response(
         content=data,
         media_type=synthesis.media_type,
-        headers=dict(synthesis.headers()) | {"Cache-Control": "no-store"},
+        # the result cache says when a whole file may be kept (serving/results.py)
+        headers={"Cache-Control": "no-store"} | dict(synthesis.headers()),
     )
 
 

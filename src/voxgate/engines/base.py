@@ -15,10 +15,10 @@ stop the work it started and free its slot.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -115,6 +115,15 @@ class EngineRequest:
     text_stream: AsyncIterator[str] | None = None
 
 
+class FeatureStore(Protocol):
+    """Saved voice features, for engines that can reuse them across restarts
+    (synchronous: engines call it from their own threads)."""
+
+    def load(self, voice_id: str, key: str) -> bytes | None: ...
+    def save(self, voice_id: str, key: str, data: bytes) -> None: ...
+    def delete_voice(self, voice_id: str) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
     samples: Samples  # float32, mono, native rate
@@ -150,6 +159,7 @@ class Engine(abc.ABC):
         self.name = name
         self.stats = EngineStats()
         self._ready = False
+        self.features: FeatureStore | None = None  # set by the app when there is a store
 
     @property
     @abc.abstractmethod
@@ -180,6 +190,11 @@ class Engine(abc.ABC):
         notices for what will be approximated. Cheap and side-effect free."""
         return []
 
+    def watch_capacity(self, listener: Callable[[int], None]) -> None:  # noqa: B027 - optional
+        """Engines whose capacity changes while serving (workers that come and
+        go) call ``listener`` with the new ``max_concurrency``, so admission
+        follows. Most engines' capacity is fixed: they never call it."""
+
     def default_speaker(self) -> Speaker | None:
         speakers = self.speakers()
         return speakers[0] if speakers else None
@@ -187,6 +202,15 @@ class Engine(abc.ABC):
     def describe(self) -> Mapping[str, Any]:
         """Engine-specific facts for ``GET /v1/engines`` (model, version...)."""
         return {}
+
+    async def prepare_voice(self, prompt: PromptAudio) -> bool:
+        """Compute and keep what this engine needs from a registered voice's
+        prompt (``prompt.voice_id`` is set), so its first use is fast. Return
+        whether anything was prepared; engines that keep nothing return False."""
+        return False
+
+    async def forget_voice(self, voice_id: str) -> None:  # noqa: B027 - optional hook
+        """Drop everything kept for a voice (it was deleted or changed)."""
 
     async def diagnose(self) -> list[Check]:
         """What this engine needs and whether it is there (``voxgate doctor``).

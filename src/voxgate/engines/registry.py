@@ -17,7 +17,9 @@ from typing import Any
 from voxgate import errors
 from voxgate.config import EngineConfig, Settings
 from voxgate.engines.base import Engine
-from voxgate.errors import RequestError
+from voxgate.errors import EngineUnavailable, RequestError
+from voxgate.serving.breaker import BreakerFactory, BreakerPolicy, LocalBreakers
+from voxgate.serving.router import EndpointStatus, EngineGroup
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "cosyvoice-triton": "voxgate.engines.cosyvoice.triton:CosyVoiceTritonEngine",
     "cosyvoice-gradio": "voxgate.engines.cosyvoice.gradio:CosyVoiceGradioEngine",
     "openai-upstream": "voxgate.engines.openai_upstream:OpenAIUpstreamEngine",
+    "worker": "voxgate.engines.worker:WorkerEngine",
 }
 
 
@@ -54,8 +57,32 @@ def factory_for(kind: str) -> EngineFactory:
     raise ValueError(f"unknown engine kind {kind!r}; known kinds: {', '.join(known)}")
 
 
-def build_engine(name: str, config: EngineConfig) -> Engine:
-    return factory_for(config.kind)(name, **config.options)
+def build_engine(
+    name: str,
+    config: EngineConfig,
+    breakers: BreakerFactory | None = None,
+    timeout_s: float = 30.0,
+) -> Engine:
+    """The engine a configuration describes: one instance, or with ``endpoints``
+    an :class:`EngineGroup` of instances named ``<name>#<id>``, each with the
+    shared options plus its own overrides, each behind a circuit breaker.
+    With ``isolate``, the same engine in a supervised child process."""
+    if config.isolate:
+        from voxgate.worker.supervisor import SupervisedEngine
+
+        return SupervisedEngine(name, config, timeout_s=timeout_s)
+    factory = factory_for(config.kind)
+    if not config.endpoints:
+        return factory(name, **config.options)
+    members: dict[str, Engine] = {}
+    for index, overrides in enumerate(config.endpoints):
+        options = {**config.options, **overrides}
+        member = f"{name}#{options.pop('id', index)}"
+        if member in members:
+            raise ValueError(f"engine {name!r} has two endpoints named {member!r}")
+        members[member] = factory(member, **options)
+    breakers = breakers or LocalBreakers(BreakerPolicy())
+    return EngineGroup(name, list(members.values()), breakers, timeout_s=timeout_s)
 
 
 class EngineRegistry:
@@ -67,17 +94,35 @@ class EngineRegistry:
         self._engines = engines
         self.default = default
         self._aliases = aliases
+        self.configured = frozenset(engines)  # the rest are registered at run time
+        self._draining: set[str] = set()
+        self.breakers: BreakerFactory = LocalBreakers(BreakerPolicy())
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EngineRegistry:
-        engines = {name: build_engine(name, cfg) for name, cfg in settings.engines.items()}
+    def from_settings(
+        cls, settings: Settings, breakers: BreakerFactory | None = None
+    ) -> EngineRegistry:
+        breakers = breakers or LocalBreakers(BreakerPolicy.from_settings(settings))
+        engines = {
+            name: build_engine(
+                name,
+                cfg,
+                breakers,
+                cfg.timeout_s if cfg.timeout_s is not None else settings.engine_timeout_s,
+            )
+            for name, cfg in settings.engines.items()
+        }
         default = settings.default_engine_name
         aliases = dict.fromkeys(settings.openai_models, default)
         aliases.update(settings.model_aliases)
-        return cls(engines, default, aliases)
+        registry = cls(engines, default, aliases)
+        registry.breakers = breakers
+        return registry
 
     def __iter__(self) -> Iterator[Engine]:
-        return iter(self._engines.values())
+        # A copy: engines come and go at run time, also while a caller awaits
+        # between two of them.
+        return iter(list(self._engines.values()))
 
     def __len__(self) -> int:
         return len(self._engines)
@@ -119,3 +164,83 @@ class EngineRegistry:
     def describe(self, name: str) -> dict[str, Any]:
         engine = self.get(name)
         return {"name": engine.name, "kind": engine.kind, **engine.describe()}
+
+    # -- changes at run time (serving/engine_control.py) -------------------------
+
+    def find(self, name: str) -> Engine | None:
+        """The engine by its own name (no aliases, no default)."""
+        return self._engines.get(name)
+
+    def taken(self, name: str) -> bool:
+        """Whether a name already means an engine or a model alias."""
+        return name in self._engines or name in self._aliases
+
+    def add(self, engine: Engine) -> None:
+        """Serve a started engine under its name (Pipeline.add_engine calls this
+        once the engine has its admission)."""
+        if self.taken(engine.name):
+            raise ValueError(f"engine {engine.name!r} is already registered")
+        self._engines[engine.name] = engine
+
+    def remove(self, name: str) -> Engine:
+        """Stop serving an engine; the caller closes it. Configured engines stay."""
+        if name in self.configured:
+            raise ValueError(f"engine {name!r} comes from configuration")
+        self._draining.discard(name)
+        return self._engines.pop(name)
+
+    def drain(self, name: str, draining: bool = True) -> None:
+        """Refuse (or accept again) new requests for an engine; those under way finish."""
+        if name not in self._engines:
+            raise KeyError(name)
+        if draining:
+            self._draining.add(name)
+        else:
+            self._draining.discard(name)
+
+    def draining(self, name: str) -> bool:
+        return name in self._draining
+
+    async def ensure_available(self, engine: Engine) -> None:
+        """Raise the 503 a request would meet anyway, before it is admitted: the
+        engine is draining, or every endpoint is draining or has its breaker open."""
+        if engine.name in self._draining:
+            raise EngineUnavailable(
+                f"engine {engine.name!r} is draining: it finishes what it has and takes "
+                "no new requests",
+                hint="Use another engine, or retry once an operator resumes it.",
+                retry_after=30,
+            )
+        if isinstance(engine, EngineGroup):
+            await engine.ensure_available()
+
+    async def endpoint_status(self) -> list[EndpointStatus]:
+        """Every engine's endpoints, breaker states read now (an engine without
+        endpoints is its own single endpoint, with no breaker)."""
+        found: list[EndpointStatus] = []
+        for engine in list(self._engines.values()):
+            if isinstance(engine, EngineGroup):
+                found.extend(await engine.endpoint_status())
+            else:
+                found.append(self._single(engine))
+        return found
+
+    def endpoint_status_cached(self) -> list[EndpointStatus]:
+        """The same without waiting (breaker states as last seen): for metrics."""
+        found: list[EndpointStatus] = []
+        for engine in self._engines.values():
+            if isinstance(engine, EngineGroup):
+                found.extend(engine.endpoint_status_cached())
+            else:
+                found.append(self._single(engine))
+        return found
+
+    def _single(self, engine: Engine) -> EndpointStatus:
+        return EndpointStatus(
+            engine=engine.name,
+            endpoint=engine.name,
+            in_flight=engine.stats.active,
+            draining=engine.name in self._draining,
+            ready=engine.ready,
+            breaker=None,
+        )

@@ -14,7 +14,13 @@ models what matters to a server in front of such a model:
   the text (for tests): ``#fault:before`` fails before the first chunk,
   ``#fault:mid`` after some audio, ``#fault:hang`` produces nothing at all,
   ``#fault:stall`` stops producing after some audio, ``#fault:nan`` puts NaN
-  and Inf samples in the audio.
+  and Inf samples in the audio, ``#fault:exit`` kills the process after some
+  audio (only in a ``voxgate worker`` process: a crashing engine; elsewhere
+  it fails like ``mid``, so it can never take a gateway down);
+* **text that is still arriving** (``EngineRequest.text_stream``, as CosyVoice
+  2/3 take it): each sentence is spoken as soon as it is complete, and one
+  whose text the engine had to wait for starts like a new request
+  (``first_chunk_ms``).
 
 Its audio is deterministic for a given text, speaker and speed: a tone pattern
 derived from the text (:func:`tone_pattern`), so a test can tell which request
@@ -29,6 +35,7 @@ import asyncio
 import functools
 import hashlib
 import heapq
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -39,10 +46,12 @@ import numpy as np
 from voxgate.audio.pcm import Samples
 from voxgate.engines.base import AudioChunk, Capabilities, Engine, EngineRequest, Mode, Speaker
 from voxgate.errors import EngineError
-from voxgate.text.markup import Feature
-from voxgate.text.split import Segment
+from voxgate.text.incremental import sentence_end
+from voxgate.text.markup import Feature, parse
+from voxgate.text.normalize import normalize
+from voxgate.text.split import Segment, split
 
-FAULTS = ("before", "mid", "hang", "stall", "nan")
+FAULTS = ("before", "mid", "hang", "stall", "nan", "exit")
 SPEAKERS = (
     Speaker("sim-female", "Simulated female", "zh", "female", "tone pattern, 220 Hz base",
             ("中文女", "英文女", "alloy", "nova")),
@@ -195,6 +204,7 @@ class SimulatedEngine(Engine):
         self.hang_s = hang_s
         self._sample_rate = sample_rate
         self._running = 0
+        self._produced_s = 0.0  # audio handed out, all requests: shows a paused consumer
         self._slots = asyncio.Semaphore(capacity) if saturation == "queue" else None
         self._gpu = SharedGpu(capacity)
         self._rng = random.Random(seed)
@@ -226,6 +236,7 @@ class SimulatedEngine(Engine):
             "capacity": self.capacity,
             "saturation": self.saturation,
             "running": self._running,
+            "produced_audio_s": round(self._produced_s, 3),
         }
 
     def segment_audio(self, request: EngineRequest, segment: Segment) -> Samples:
@@ -284,14 +295,19 @@ class SimulatedEngine(Engine):
         per_chunk = max(1, round(self.chunk_s * self._sample_rate))
         sent = 0
         first = True
-        for index, segment in enumerate(request.segments):
+        async for index, segment, waited in self._segments(request):
             samples = self.segment_audio(request, segment)  # one segment at a time
+            first = first or waited
             for start in range(0, len(samples), per_chunk):
                 piece = samples[start : start + per_chunk]
                 if not first:
                     await self._compute(len(piece) / self._sample_rate * self.rtf)
+                elif sent:  # text it had to wait for: a new start
+                    await self._compute(self.first_chunk_s)
                 first = False
-                if fault == "mid" and sent > 0:
+                if fault == "exit" and sent > 0 and os.environ.get("VOXGATE_WORKER_ID"):
+                    os._exit(1)  # a worker process whose engine crashes outright
+                if fault in ("mid", "exit") and sent > 0:
                     raise EngineError("simulated engine failure mid-stream")
                 if fault == "stall" and sent > 0:
                     await asyncio.sleep(self.hang_s)
@@ -300,4 +316,33 @@ class SimulatedEngine(Engine):
                     piece[:: max(1, len(piece) // 7)] = np.nan
                     piece[1 :: max(1, len(piece) // 5)] = np.inf
                 sent += len(piece)
+                self._produced_s += len(piece) / self._sample_rate
                 yield AudioChunk(piece, index)
+
+    async def _segments(self, request: EngineRequest) -> AsyncIterator[tuple[int, Segment, bool]]:
+        """The request's segments, then those of its text stream, each sentence
+        once complete; the flag says whether the engine waited for its text."""
+        for index, segment in enumerate(request.segments):
+            yield index, segment, False
+        if request.text_stream is None:
+            return
+        index = len(request.segments)
+        loop = asyncio.get_running_loop()
+        text, waited = "", False
+        asked = loop.time()
+        async for piece in request.text_stream:
+            waited = waited or loop.time() - asked > 0.002
+            text += piece
+            end = sentence_end(text, self._capabilities.max_segment_chars)
+            ready, text = (text[:end], text[end:]) if end else ("", text)
+            for segment in self._split(ready):
+                yield index, segment, waited
+                index, waited = index + 1, False
+            asked = loop.time()
+        for segment in self._split(text):
+            yield index, segment, waited
+            index, waited = index + 1, False
+
+    def _split(self, text: str) -> list[Segment]:
+        limit = self._capabilities.max_segment_chars
+        return split(parse(normalize(text)), max_chars=limit, first_max_chars=limit)

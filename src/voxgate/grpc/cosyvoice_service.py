@@ -15,20 +15,13 @@ Upstream reports every failure as ``UNKNOWN`` with the Python exception. voxgate
 answers a status a client can act on, with details
 ``"<voxgate code>: <message> (<hint>)"`` and the code again in the trailing
 metadata ``voxgate-error-code`` (plus ``voxgate-request-id``, and
-``retry-after`` in seconds where waiting helps):
+``retry-after`` in seconds where waiting helps), by the table in
+``grpc/common.py`` (shared with ``voxgate.v1.Speech``).
 
-=====================================================  ======================
-voxgate error                                          gRPC status
-=====================================================  ======================
-no request payload set; any other 400/413/415/422      INVALID_ARGUMENT
-voice_not_found, model_not_found, not_found            NOT_FOUND
-401 / 403                                              UNAUTHENTICATED /
-                                                       PERMISSION_DENIED
-engine_overloaded (503, queue full), 429               RESOURCE_EXHAUSTED
-engine_unavailable (503), upstream_error (502)         UNAVAILABLE
-engine_timeout (504)                                   DEADLINE_EXCEEDED
-engine_failed, internal_error, any unexpected failure  INTERNAL
-=====================================================  ======================
+With authentication on, a call carries the same credential as an HTTP
+request, in the ``authorization`` metadata (``Bearer vg_...`` or a JWT); the
+tenant it proves decides which registered voices the call may use. The
+health service stays open for probes.
 
 A failure after audio was sent ends the stream with that status after the
 messages already delivered, so a client never mistakes a cut stream for a
@@ -39,10 +32,10 @@ synthesis: the engine stops and its admission slot is freed at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-import time
 import uuid
-from typing import Any
+from collections.abc import Sequence
 
 import grpc
 
@@ -51,51 +44,18 @@ from voxgate.api.cosyvoice.protocol import OfficialCall
 from voxgate.audio.prompt import prompt_from_bytes
 from voxgate.config import Settings
 from voxgate.errors import RequestError, VoxgateError
+from voxgate.grpc.common import caller, details, status_code, trailing_metadata
 from voxgate.grpc.protos import cosyvoice_pb2
+from voxgate.obs.calls import Call
+from voxgate.obs.observer import RequestObserver, trace_context
 from voxgate.pipeline import Pipeline, Synthesis
+from voxgate.serving.auth import Authenticator
+from voxgate.serving.limits import RequestLimits
 
 log = logging.getLogger("voxgate.grpc")
 
 SERVICE_NAME = "cosyvoice.CosyVoice"
 PROMPT_RATE = 16000  # prompt_audio is int16 PCM at 16 kHz
-ERROR_CODE_KEY = "voxgate-error-code"
-REQUEST_ID_KEY = "voxgate-request-id"
-
-_BY_CODE: dict[str, grpc.StatusCode] = {
-    errors.VOICE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors.MODEL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    errors.ENGINE_OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.ENGINE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    errors.UPSTREAM_ERROR: grpc.StatusCode.UNAVAILABLE,
-    errors.ENGINE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-_BY_STATUS: dict[int, grpc.StatusCode] = {
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    502: grpc.StatusCode.UNAVAILABLE,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-
-def status_code(error: VoxgateError) -> grpc.StatusCode:
-    """The gRPC status for a voxgate error (the table in the module docstring)."""
-    if error.code in _BY_CODE:
-        return _BY_CODE[error.code]
-    if error.status in _BY_STATUS:
-        return _BY_STATUS[error.status]
-    if 400 <= error.status < 500:
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return grpc.StatusCode.INTERNAL
-
-
-def details(error: VoxgateError) -> str:
-    text = f"{error.code}: {error.message}"
-    return f"{text} ({error.hint})" if error.hint else text
 
 
 def official_call(request: cosyvoice_pb2.Request) -> OfficialCall:
@@ -132,9 +92,19 @@ class CosyVoiceService:
     """The ``cosyvoice.CosyVoice`` servicer (registered with
     ``cosyvoice_pb2_grpc.add_CosyVoiceServicer_to_server``)."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        authenticator: Authenticator | None = None,
+        limits: RequestLimits | None = None,
+        observers: Sequence[RequestObserver] = (),
+    ) -> None:
         self._pipeline = pipeline
         self._engine = settings.cosyvoice_compat_engine
+        self._authenticator = authenticator  # None: authentication is off
+        self._limits = limits  # the same rate limits as HTTP; None: none
+        self._observers = tuple(observers)  # metrics and tracing, as for HTTP
 
     async def Inference(  # noqa: N802 (the method name is the wire name)
         self, request: cosyvoice_pb2.Request, context: grpc.aio.ServicerContext
@@ -145,21 +115,30 @@ class CosyVoiceService:
         # collected.
         request_id = uuid.uuid4().hex
         which = request.WhichOneof("RequestPayload")
-        fields: dict[str, Any] = {
-            "request_id": request_id,
-            "surface": "grpc",
-            "route": which.removesuffix("_request") if which else None,
-            "outcome": "cancelled",
-        }
-        level = logging.INFO
-        started = time.perf_counter()
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        report = Call(
+            self._observers,
+            route=f"grpc:/{SERVICE_NAME}/Inference",
+            method="POST",
+            request_id=request_id,
+            trace_context=trace_context(metadata),
+        )
+        fields = report.fields
+        fields.update(
+            surface="grpc",
+            mode=which.removesuffix("_request") if which else None,
+            outcome="cancelled",
+        )
+        status = 499  # the client went away (or its deadline passed) first
         synthesis: Synthesis | None = None
         sent = 0
         try:
+            who = await caller(context, self._authenticator, self._limits)
+            fields.update(tenant=who.tenant, key_id=who.key_id)
             call = official_call(request)
-            synthesis = await self._pipeline.prepare(
-                call.to_request(engine=self._engine, request_id=request_id)
-            )
+            req = call.to_request(engine=self._engine, request_id=request_id, tenant=who.tenant)
+            # the daily character quota counts this caller, as on HTTP
+            synthesis = await self._pipeline.prepare(dataclasses.replace(req, principal=who))
             # stream() is an async generator (annotated as an iterator): closing
             # it closes the engine's work too.
             stream = synthesis.stream()
@@ -168,10 +147,11 @@ class CosyVoiceService:
                     await context.write(cosyvoice_pb2.Response(tts_audio=data))
                     sent += len(data)
             fields["outcome"] = "completed"
+            status = 200
         except VoxgateError as exc:
             self._fail(context, exc, request_id)
             fields.update(outcome="failed", error=exc.code, error_message=exc.message)
-            level = logging.WARNING if exc.status >= 500 else logging.INFO
+            status = exc.status
         except Exception:
             if context.cancelled():  # a write raced with the client leaving
                 return
@@ -182,7 +162,7 @@ class CosyVoiceService:
             )
             self._fail(context, error, request_id)
             fields.update(outcome="failed", error=error.code)
-            level = logging.ERROR
+            status = error.status
         finally:
             if synthesis is not None:
                 await synthesis.aclose()  # frees the slot if the stream never started
@@ -194,14 +174,11 @@ class CosyVoiceService:
                     if usage.first_audio_s is None
                     else round(usage.first_audio_s * 1000, 1),
                 )
-            fields.update(bytes=sent, duration_ms=round((time.perf_counter() - started) * 1000, 1))
-            log.log(level, "grpc %s/Inference", SERVICE_NAME, extra=fields)
+            fields["bytes"] = sent
+            report.finish(status, synthesis.usage if synthesis is not None else None)
 
     @staticmethod
     def _fail(context: grpc.aio.ServicerContext, error: VoxgateError, request_id: str) -> None:
-        trailing = [(ERROR_CODE_KEY, error.code), (REQUEST_ID_KEY, request_id)]
-        if error.retry_after is not None:
-            trailing.append(("retry-after", str(max(1, round(error.retry_after)))))
         context.set_code(status_code(error))
         context.set_details(details(error))
-        context.set_trailing_metadata(tuple(trailing))
+        context.set_trailing_metadata(trailing_metadata(error, request_id))

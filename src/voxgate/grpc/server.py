@@ -6,6 +6,11 @@ capacity to protect, not one per surface. It serves:
 
 * ``cosyvoice.CosyVoice`` (:mod:`voxgate.grpc.cosyvoice_service`), for
   clients of CosyVoice's official gRPC server;
+* ``voxgate.v1.Speech`` (:mod:`voxgate.grpc.speech_service`), voxgate's own
+  API: whole, streamed, and text streamed in; with the HTTP surfaces' rate
+  limits and metrics;
+* server reflection (``grpc.reflection.v1alpha``), so grpcurl and Postman
+  list and call the services without the .proto files;
 * the standard ``grpc.health.v1.Health`` service, SERVING while voxgate runs
   and NOT_SERVING from the moment it starts shutting down, so load balancers
   and Kubernetes gRPC probes stop sending work before the port closes.
@@ -22,11 +27,17 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from voxgate.config import Settings
 from voxgate.grpc.cosyvoice_service import SERVICE_NAME, CosyVoiceService
-from voxgate.grpc.protos import cosyvoice_pb2_grpc
+from voxgate.grpc.protos import cosyvoice_pb2_grpc, speech_pb2_grpc
+from voxgate.grpc.speech_service import SERVICE_NAME as SPEECH_SERVICE
+from voxgate.grpc.speech_service import SpeechService
+from voxgate.obs.observer import RequestObserver
 from voxgate.pipeline import Pipeline
+from voxgate.serving.auth import Authenticator
+from voxgate.serving.limits import RequestLimits
 
 log = logging.getLogger("voxgate.grpc")
 
@@ -41,11 +52,22 @@ def _address(host: str, port: int) -> str:
 
 
 class GrpcServer:
-    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        authenticator: Authenticator | None = None,
+        *,
+        limits: RequestLimits | None = None,
+        observers: tuple[RequestObserver, ...] = (),
+    ) -> None:
         if settings.grpc_port is None:
             raise ValueError("the gRPC server needs VOXGATE_GRPC_PORT")
         self._pipeline = pipeline
         self._settings = settings
+        self._authenticator = authenticator  # None: authentication is off
+        self._limits = limits
+        self._observers = observers
         self._server: grpc.aio.Server | None = None
         self._health: Any = None
         self.address = _address(settings.grpc_host or settings.host, settings.grpc_port)
@@ -54,10 +76,22 @@ class GrpcServer:
     async def start(self) -> None:
         server = grpc.aio.server(options=_SERVER_OPTIONS)
         cosyvoice_pb2_grpc.add_CosyVoiceServicer_to_server(
-            CosyVoiceService(self._pipeline, self._settings), server
+            CosyVoiceService(
+                self._pipeline, self._settings, self._authenticator, self._limits, self._observers
+            ),
+            server,
+        )
+        speech_pb2_grpc.add_SpeechServicer_to_server(
+            SpeechService(
+                self._pipeline, self._settings, self._authenticator, self._limits, self._observers
+            ),
+            server,
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        served = (SERVICE_NAME, SPEECH_SERVICE, health_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(served, server)
         try:
             port = server.add_insecure_port(self.address)
         except RuntimeError as exc:
@@ -71,12 +105,12 @@ class GrpcServer:
                 "free the port or change VOXGATE_GRPC_PORT / VOXGATE_GRPC_HOST"
             )
         await server.start()
-        for service in ("", SERVICE_NAME):
+        for service in ("", SERVICE_NAME, SPEECH_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self.port = port
         host = self.address.rsplit(":", 1)[0]
-        log.info("gRPC on %s:%d (services: %s, grpc.health.v1.Health)", host, port, SERVICE_NAME)
+        log.info("gRPC on %s:%d (services: %s)", host, port, ", ".join(served))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Refuse new calls, give running ones ``grace`` seconds, cancel the rest."""

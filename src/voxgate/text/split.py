@@ -60,8 +60,10 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     return w in _ABBREVIATIONS or (len(w) == 1 and text[dot - 1].isupper())
 
 
-def _text_pieces(text: str) -> list[_Piece]:
-    """Cut a text run after each sentence end, clause end and word."""
+def breaks(text: str) -> dict[int, int]:
+    """Where a plain text may be cut, and how strongly: the index after each
+    sentence end, clause end and word (its trailing spaces included) -> level.
+    Text that is still arriving is cut at the same places (text/incremental.py)."""
     cuts: dict[int, int] = {}
     for m in _SENTENCE.finditer(text):
         dot = m.group(0).startswith(".") and not m.group(0).startswith("...")
@@ -70,6 +72,12 @@ def _text_pieces(text: str) -> list[_Piece]:
     for level, pattern in ((CLAUSE, _CLAUSE), (WORD, _WORD)):
         for m in pattern.finditer(text):
             cuts[m.end()] = max(cuts.get(m.end(), NONE), level)
+    return cuts
+
+
+def _text_pieces(text: str) -> list[_Piece]:
+    """Cut a text run after each sentence end, clause end and word."""
+    cuts = breaks(text)
     pieces: list[_Piece] = []
     start = 0
     for end in sorted(cuts):

@@ -24,12 +24,15 @@ from voxgate.audio.formats import AudioFormat
 from voxgate.audio.prompt import PromptAudio
 from voxgate.engines.base import Mode
 from voxgate.pipeline import SynthesisRequest
+from voxgate.store.models import DEFAULT_TENANT
 from voxgate.text.cosyvoice_syntax import split_language_tag, strip
 
 Route = Literal["sft", "zero_shot", "cross_lingual", "instruct", "instruct2"]
 
-MODES: dict[Route, Mode] = {
-    "sft": Mode.SFT,
+# sft is left to the voice: a built-in speaker speaks sft, a registered voice
+# (its id in spk_id) zero-shot or cross-lingual.
+MODES: dict[Route, Mode | None] = {
+    "sft": None,
     "zero_shot": Mode.ZERO_SHOT,
     "cross_lingual": Mode.CROSS_LINGUAL,
     "instruct": Mode.INSTRUCT,
@@ -46,7 +49,9 @@ class OfficialCall:
     prompt: PromptAudio | None = None
     instruct_text: str | None = None
 
-    def to_request(self, *, engine: str | None, request_id: str) -> SynthesisRequest:
+    def to_request(
+        self, *, engine: str | None, request_id: str, tenant: str = DEFAULT_TENANT
+    ) -> SynthesisRequest:
         language, text = split_language_tag(strip(self.tts_text))
         prompt = self.prompt
         if prompt is not None and self.prompt_text is not None:
@@ -63,4 +68,5 @@ class OfficialCall:
             sample_rate=None,  # the engine's own rate, as upstream answers
             prompt=prompt,
             request_id=request_id,
+            tenant=tenant,
         )

@@ -13,6 +13,7 @@ Only POST is in the OpenAPI document: a GET with a body is not valid OpenAPI.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -45,7 +46,15 @@ async def _answer(
     call: OfficialCall, request: Request, pipeline: Pipeline, settings: Settings
 ) -> Response:
     req = call.to_request(
-        engine=settings.cosyvoice_compat_engine, request_id=deps.request_id(request)
+        engine=settings.cosyvoice_compat_engine,
+        request_id=deps.request_id(request),
+        tenant=deps.tenant(request),
+    )
+    req = dataclasses.replace(
+        req,
+        priority=deps.priority(request),
+        principal=deps.principal(request),
+        cache=deps.cache_policy(request),
     )
     synthesis = await pipeline.prepare(req)
     return await responses.audio_stream(synthesis, deps.request_state(request))

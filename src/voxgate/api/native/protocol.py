@@ -15,11 +15,27 @@ class TTSRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     text: str = Field(description="Text to speak; CosyVoice inline tags and annotations allowed.")
-    mode: Mode = Field(Mode.SFT, description="sft, zero_shot, cross_lingual or instruct.")
+    mode: Mode | None = Field(
+        None,
+        description="sft, zero_shot, cross_lingual or instruct. Default: sft for a built-in "
+        "speaker; for a registered voice or a reference_audio, zero_shot when its transcript "
+        "is known, else cross_lingual.",
+    )
     speaker_id: str | None = Field(
-        None, max_length=256, description="A speaker id or alias (中文女, en-us-f3...)."
+        None,
+        max_length=256,
+        description="A speaker id or alias (中文女, en-us-f3...), or a registered voice id.",
     )
     voice: str | None = Field(None, max_length=256, description="Same as speaker_id.")
+    reference_audio: str | None = Field(
+        None,
+        max_length=44_000_000,
+        description="A voice prompt for this request only: base64 of an audio file (3-15 s). "
+        "With multipart/form-data, send it as a file field instead.",
+    )
+    reference_text: str | None = Field(
+        None, max_length=2000, description="What reference_audio says (needed for zero_shot)."
+    )
     instruct: str | None = Field(
         None, max_length=4096, description="Style instruction (mode instruct)."
     )
@@ -39,3 +55,8 @@ class TTSRequest(BaseModel):
         "audio", description="With stream: raw audio, or server-sent events with base64 audio."
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed, for engines that use one.")
+    priority: Literal["realtime", "batch"] | None = Field(
+        None,
+        description="realtime (default) is served before batch when engines are busy "
+        "(also: header X-Voxgate-Priority).",
+    )

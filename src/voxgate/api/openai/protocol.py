@@ -47,6 +47,11 @@ class SpeechRequest(BaseModel):
     language: str | None = Field(
         None, max_length=32, description="voxgate: language hint, e.g. en-GB, zh, yue."
     )
+    priority: Literal["realtime", "batch"] | None = Field(
+        None,
+        description="voxgate: realtime (default) is served before batch when engines are "
+        "busy (also: header X-Voxgate-Priority).",
+    )
 
     def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, VoiceId) else self.voice

@@ -57,6 +57,10 @@ async def create_speech(
         format=AudioFormat(body.response_format),
         sample_rate=body.sample_rate or settings.openai_sample_rate,
         request_id=deps.request_id(request),
+        tenant=deps.tenant(request),
+        principal=deps.principal(request),
+        priority=deps.priority(request, body.priority),
+        cache=deps.cache_policy(request),
     )
     synthesis = await pipeline.prepare(req)
     state = deps.request_state(request)

@@ -56,13 +56,14 @@ import queue
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from voxgate.audio.pcm import Samples
+from voxgate.audio.prompt import PromptAudio
 from voxgate.diagnostics import Check, fail, ok, warn
 from voxgate.engines.base import (
     AudioChunk,
@@ -81,8 +82,13 @@ from voxgate.engines.cosyvoice.profile import (
     make_profile,
     speakers_from_names,
 )
-from voxgate.engines.cosyvoice.speakers import SpeakerCache
-from voxgate.engines.cosyvoice.texts import prompt_wav, require_transcript, upstream_texts
+from voxgate.engines.cosyvoice.speakers import Source, SpeakerCache
+from voxgate.engines.cosyvoice.texts import (
+    PROMPT_RATE_CAP,
+    prompt_wav,
+    require_transcript,
+    upstream_texts,
+)
 from voxgate.engines.threaded import BlockingStreams
 from voxgate.errors import EngineError, EngineUnavailable
 from voxgate.text.cosyvoice_syntax import Texts, Version, apply
@@ -107,6 +113,17 @@ def model_version(model_dir: Path) -> Version:
         f"{model_dir} holds no {', '.join(CONFIG_FILES.values())}: not a CosyVoice model "
         "directory (download the whole model, not single files)"
     )
+
+
+def model_fingerprint(model_dir: Path, version: int) -> str:
+    """Which model features were extracted with: its version and the identity
+    of its feature extractors (a new checkpoint gets new features)."""
+    digest = hashlib.sha1(str(model_dir.resolve()).encode())
+    for name in ("campplus.onnx", f"speech_tokenizer_v{version}.onnx"):
+        path = model_dir / name
+        if path.exists():
+            digest.update(f"{name}:{path.stat().st_size}".encode())
+    return f"cosyvoice{version}-{digest.hexdigest()[:12]}"
 
 
 def check_model_dir(value: str | os.PathLike[str]) -> Path:
@@ -164,6 +181,7 @@ class CosyVoiceEngine(Engine):
         self._model: Any = None
         self._initial_hop: int | None = None
         self._cache: SpeakerCache | None = None
+        self._fingerprint = ""
         # Until the model is loaded: v1 checkpoints ship SFT speakers, v2/v3 none.
         self.profile: ModelProfile = make_profile(
             self.version,
@@ -198,7 +216,11 @@ class CosyVoiceEngine(Engine):
             "load_flags": self.load_flags,
             "gpu": self.gpu,
             "threads_busy": self._streams.busy,
-            "cached_voices": len(self._cache) if self._cache else 0,
+            "voice_features": {
+                "cached": len(self._cache) if self._cache else 0,
+                "extracted": self._cache.extracted if self._cache else 0,
+                "restored": self._cache.restored if self._cache else 0,
+            },
         }
 
     # -- loading -------------------------------------------------------------
@@ -261,6 +283,7 @@ class CosyVoiceEngine(Engine):
         self._model = model
         self._initial_hop = getattr(model.model, "token_hop_len", None)
         self._cache = SpeakerCache(model.frontend.spk2info, self._cached_voices)
+        self._fingerprint = model_fingerprint(self.model_dir, self.version)
         names = [str(s) for s in model.list_available_spks()]
         self._speakers = speakers_from_names(names)
         self.profile = make_profile(
@@ -465,30 +488,86 @@ class CosyVoiceEngine(Engine):
     def _prompt_speaker(self, stack: ExitStack, model: Any, request: EngineRequest) -> str:
         """A ``zero_shot_spk_id`` holding the prompt's features, or ``""``.
 
-        Registered voices are kept (up to ``cached_voices``); a request's own
-        prompt is registered for the request when it has several segments.
-        Never for instruct: upstream would drop the instruction.
+        Registered voices are kept (up to ``cached_voices``) and saved to the
+        feature store; a request's own prompt is registered for the request
+        when it has several segments. Never for instruct: upstream would drop
+        the instruction.
         """
         prompt = request.prompt
         if prompt is None or self._cache is None:
             return ""
         if request.mode not in (Mode.ZERO_SHOT, Mode.CROSS_LINGUAL):
             return ""
-        transcript = apply(self.version, "zero_shot", "", prompt_text=prompt.text).prompt_text
         if prompt.voice_id:
-            digest = hashlib.sha1(transcript.encode()).hexdigest()[:10]
-            spk_id = f"voxgate:{prompt.voice_id}:{digest}"
-        elif len(request.segments) > 1:
-            spk_id = f"voxgate-request:{request.request_id}"
-            stack.callback(self._cache.forget, spk_id)
-        else:
+            return stack.enter_context(self._voice_features(model, prompt))
+        if len(request.segments) < 2:
             return ""
+        spk_id = f"voxgate-request:{request.request_id}"
+        stack.callback(self._cache.forget, spk_id)
+        transcript = self._transcript(prompt)
         wav = prompt_wav(request)
 
-        def register() -> object:
-            return model.add_zero_shot_spk(transcript, io.BytesIO(wav), spk_id)
+        def register() -> Source:
+            model.add_zero_shot_spk(transcript, io.BytesIO(wav), spk_id)
+            return "extracted"
 
         return stack.enter_context(self._cache.use(spk_id, register))
+
+    def _transcript(self, prompt: PromptAudio) -> str:
+        """The transcript as the model conditions on it (v3 adds its prefix)."""
+        return apply(self.version, "zero_shot", "", prompt_text=prompt.text).prompt_text
+
+    def _voice_features(self, model: Any, prompt: PromptAudio) -> AbstractContextManager[str]:
+        """A registered voice's features, held for a call: in the model already,
+        else restored from the feature store, else extracted and saved there.
+        The id names the voice and the transcript the features were made with."""
+        assert self._cache is not None
+        assert prompt.voice_id is not None
+        voice_id = prompt.voice_id
+        transcript = self._transcript(prompt)
+        digest = hashlib.sha1(transcript.encode()).hexdigest()[:10]
+        spk_id = f"voxgate:{voice_id}:{digest}"
+        key = f"{self._fingerprint}-{digest}.pt"
+        store = self.features
+
+        def register() -> Source:
+            import torch
+
+            saved = store.load(voice_id, key) if store is not None else None
+            if saved is not None:
+                entry = torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True)
+                model.frontend.spk2info[spk_id] = entry
+                return "restored"
+            wav = prompt.wav(min(prompt.sample_rate, PROMPT_RATE_CAP))
+            model.add_zero_shot_spk(transcript, io.BytesIO(wav), spk_id)
+            if store is not None:
+                buffer = io.BytesIO()
+                torch.save(model.frontend.spk2info[spk_id], buffer)
+                store.save(voice_id, key, buffer.getvalue())
+            return "extracted"
+
+        return self._cache.use(spk_id, register)
+
+    async def prepare_voice(self, prompt: PromptAudio) -> bool:
+        """Extract (or restore) a registered voice's features now, in one of
+        the engine's threads, so its first request does not wait for them."""
+        if self._model is None or self._cache is None or prompt.voice_id is None:
+            return False
+        if not self.profile.modes & {Mode.ZERO_SHOT, Mode.CROSS_LINGUAL}:
+            return False
+        model = self._model
+
+        def produce(stop: threading.Event) -> Iterator[bool]:
+            with self._voice_features(model, prompt):
+                yield True
+
+        async for _ in self._streams.stream(produce):
+            pass
+        return True
+
+    async def forget_voice(self, voice_id: str) -> None:
+        if self._cache is not None:
+            self._cache.drop_prefix(f"voxgate:{voice_id}:")
 
     def _call(
         self, model: Any, request: EngineRequest, texts: Texts, spk_id: str, text: Any = None

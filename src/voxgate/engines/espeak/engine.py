@@ -10,24 +10,32 @@ beyond that), pitch (semitones mapped onto espeak's pitch scale), volume,
 ``<strong>`` as SSML emphasis, event tags as pauses, ARPAbet as espeak
 phonemes. Instructions are read for prosody cues (:mod:`voxgate.text.style`);
 what it cannot do is reported, never dropped silently.
+
+It cannot clone a voice. In the cloning modes (zero_shot, cross_lingual) it
+*matches* one instead: a speaker variant of the prompt's gender, with the
+prompt's median pitch, pitch range and pace
+(:mod:`voxgate.engines.espeak.matching`), and says so in a notice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
+from xml.sax.saxutils import escape
 
 import espeakng_loader
+import numpy as np
 
 from voxgate import errors
-from voxgate.audio.pcm import from_s16le
+from voxgate.audio.pcm import Samples, from_s16le
 from voxgate.diagnostics import Check, fail, ok
 from voxgate.engines.base import (
     AudioChunk,
@@ -45,6 +53,7 @@ from voxgate.engines.espeak.catalog import (
     normalize_language,
     variant_of,
 )
+from voxgate.engines.espeak.matching import Match, VoiceMatcher, language_speaker, request_language
 from voxgate.engines.espeak.render import needs_kana, render_segment
 from voxgate.errors import EngineError, EngineTimeout, EngineUnavailable, RequestError
 from voxgate.text.markup import Event, Feature, Span, parse
@@ -59,6 +68,12 @@ INSTRUCT_HINT = (
     "high/low pitch, happy/sad/angry/calm, Cantonese/Mandarin, British/American "
     "(in English or Chinese, e.g. 慢一点, 用悲伤的语气). Real style control needs a "
     "CosyVoice engine."
+)
+PROMPT_MODES = frozenset({Mode.ZERO_SHOT, Mode.CROSS_LINGUAL})
+VOICE_MATCHED = Notice(
+    "voice_matched",
+    "espeak cannot clone a voice; it matched the prompt's pitch and pace only "
+    "(real cloning needs a CosyVoice engine)",
 )
 
 
@@ -88,10 +103,11 @@ class EspeakEngine(Engine):
         self._sample_rate = 22050
         self._version = ""
         self._capabilities = self._make_capabilities()
+        self._matcher = VoiceMatcher(self._speak)
 
     def _make_capabilities(self) -> Capabilities:
         return Capabilities(
-            modes=frozenset({Mode.SFT, Mode.INSTRUCT}),
+            modes=frozenset({Mode.SFT, Mode.INSTRUCT}) | PROMPT_MODES,
             languages=frozenset(LANGUAGES),
             sample_rate=self._sample_rate,
             streaming=True,
@@ -101,6 +117,7 @@ class EspeakEngine(Engine):
             volume=True,
             markup=frozenset({Feature.EVENTS, Feature.EMPHASIS, Feature.ARPABET}),
             max_segment_chars=250,
+            prompt_modes=PROMPT_MODES,
         )
 
     @property
@@ -274,26 +291,41 @@ class EspeakEngine(Engine):
                 notices.append(
                     Notice("dialect_unavailable", "espeak cannot speak the requested dialect")
                 )
+        if request.prompt is not None and request.mode in PROMPT_MODES:
+            notices.append(VOICE_MATCHED)
         if any(_has_events(s.nodes) for s in request.segments):
             notices.append(
                 Notice("markup_approximated", "event tags such as [laughter] are spoken as pauses")
             )
         return notices
 
-    def _payload(self, request: EngineRequest) -> bytes:
-        speaker = request.speaker or self.default_speaker()
+    def _speaker_for(self, request: EngineRequest, match: Match | None) -> Speaker:
+        if match:
+            return match.speaker
+        if request.speaker:
+            return request.speaker
+        if request.prompt is not None and request.mode in PROMPT_MODES:
+            return language_speaker(request_language(request))  # no voice in the prompt
+        speaker = self.default_speaker()
         assert speaker is not None
+        return speaker
+
+    def _payload(self, request: EngineRequest, match: Match | None = None) -> bytes:
+        speaker = self._speaker_for(request, match)
         base = LANGUAGES[speaker.language]
         variant = variant_of(speaker)
         cues = self._cues(request)
         override = normalize_language(request.language) or cues.language
         segments = [render_segment(s, base, variant, override) for s in request.segments]
+        rate = RATE_NORMAL * request.speed * cues.rate * (match.rate_factor if match else 1.0)
         params = {
-            "rate": round(_clamp(RATE_NORMAL * request.speed * cues.rate, RATE_MIN, RATE_MAX)),
+            "rate": round(_clamp(rate, RATE_MIN, RATE_MAX)),
             "pitch": round(_clamp(50 + 50 * (request.pitch + cues.pitch) / 12, 0, 100)),
             "range": round(_clamp(50 * cues.range, 0, 100)),
             "volume": round(_clamp(100 * request.volume * cues.volume, 0, 200)),
         }
+        if match:  # the pitch shift and range cue are already in the match
+            params["pitch"], params["range"] = match.pitch, match.range
         body = {
             "segments": [{"voice": s.voice, "ssml": s.ssml} for s in segments],
             "params": params,
@@ -302,15 +334,40 @@ class EspeakEngine(Engine):
         }
         return json.dumps(body).encode()
 
+    async def _match(self, request: EngineRequest) -> Match | None:
+        if request.prompt is None or request.mode not in PROMPT_MODES:
+            return None
+        cues = self._cues(request)
+        return await self._matcher.match(
+            request, request.prompt, pitch_shift=request.pitch + cues.pitch, range_scale=cues.range
+        )
+
+    async def _speak(
+        self, voice: str, text: str, pitch: int, range_: int, rate: int
+    ) -> tuple[Samples, int]:
+        """Plain text in one espeak voice: the matcher's calibration phrases."""
+        params = {"rate": rate, "pitch": pitch, "range": range_, "volume": 100}
+        segments = [{"voice": voice, "ssml": escape(text)}]
+        body = {"segments": segments, "params": params, "seed": 0, "timeout_s": self._timeout_s}
+        async with contextlib.aclosing(self._run(json.dumps(body).encode())) as stream:
+            chunks = [c.samples async for c in stream]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32), self._sample_rate
+
     async def _synthesize(self, request: EngineRequest) -> AsyncIterator[AudioChunk]:
-        speaker = request.speaker or self.default_speaker()
-        assert speaker is not None
+        match = await self._match(request)
+        speaker = self._speaker_for(request, match)
         override = normalize_language(request.language)
         base = LANGUAGES[speaker.language]
         if any(needs_kana(s, base, override) for s in request.segments):
-            payload = await asyncio.to_thread(self._payload, request)  # kanji reader is slow
+            payload = await asyncio.to_thread(self._payload, request, match)  # kanji reader is slow
         else:
-            payload = self._payload(request)
+            payload = self._payload(request, match)
+        async with contextlib.aclosing(self._run(payload)) as stream:  # closed with ours
+            async for chunk in stream:
+                yield chunk
+
+    async def _run(self, payload: bytes) -> AsyncGenerator[AudioChunk, None]:
+        """One payload through a zygote child, within the engine's capacity."""
         async with self._slots:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
