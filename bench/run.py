@@ -9,17 +9,31 @@ Scenarios:
   overhead    the gateway's own time-to-first-audio overhead over a simulated
               GPU engine (150 ms first chunk), at 1, 8, 32, 64 streams
   overload    open-loop offered load at 1x, 2x, 4x a simulated engine's capacity
+  priority    realtime time to first audio alone, and behind a batch backlog
+  cache       result cache: a hit against a miss; bursts of 20 identical requests
+              with single flight against the cache switched off
   soak        20,000 requests in all six formats with faults; server memory over time
   encoders    encoder CPU on real speech: ffmpeg defaults against voxgate's settings
   cosyvoice   the CosyVoice stand-in with upstream's timing: time to first chunk
               across requests, called as upstream documents (the hop-length drift)
               and through voxgate's engine; and through a voxgate server
+  worker      the cost of a worker hop: time to first audio through a gateway whose
+              engine is a `voxgate worker` (loopback TCP) or an isolated child
+              (Unix socket), against the same engine in the gateway's process
+  ws          WebSocket text sessions fed word by word: time from the last text
+              piece to the first audio after it (simulated engine; espeak), at
+              1, 8, 32 sessions
+  grpc        voxgate.v1.Speech SynthesizeStream against HTTP /v1/audio/speech:
+              time to first audio over the simulated engine at 1, 8, 32 streams
+  jobs        job throughput (audio seconds per wall second) with the simulated
+              engine on one `voxgate worker` and on two
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -33,7 +47,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from voxgate.bench import http1, loadgen, report
+from voxgate.bench import http1, loadgen, report, sessions
 from voxgate.bench.machine import describe
 from voxgate.bench.runner import run_fast
 from voxgate.engines.base import Engine, EngineRequest, Mode
@@ -41,7 +55,7 @@ from voxgate.engines.espeak.catalog import SPEAKERS_BY_ID
 from voxgate.engines.espeak.engine import EspeakEngine
 from voxgate.engines.simulated import SPEAKERS as SIM_SPEAKERS
 from voxgate.engines.simulated import SimulatedEngine
-from voxgate.testing import ServerProcess
+from voxgate.testing import ServerProcess, WorkerProcess, free_port
 from voxgate.text.markup import parse
 from voxgate.text.split import split
 
@@ -131,7 +145,8 @@ async def espeak() -> dict[str, Any]:
     """The embedded engine: /v1/audio/speech against the engine in-process."""
     levels = {1: 160, 8: 20, 32: 10}
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp)) as server:
+    env = {"VOXGATE_CACHE_ENABLED": "false"}  # every request must reach the engine
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
         for fmt in ("pcm", "mp3"):
             target = loadgen.Target(voice="alloy", format=fmt)
             rows += await http_levels(server, target, levels, f"HTTP {fmt}")
@@ -149,7 +164,11 @@ async def overhead() -> dict[str, Any]:
     """Time to first audio through the server minus the engine's own, with a
     simulated GPU engine that is never saturated (so only the gateway varies)."""
     levels = {1: 100, 8: 25, 32: 10, 64: 8}
-    env = {"VOXGATE_ENGINES": sim_engines(**OVERHEAD_ENGINE), "VOXGATE_QUEUE_SIZE": "512"}
+    env = {
+        "VOXGATE_ENGINES": sim_engines(**OVERHEAD_ENGINE),
+        "VOXGATE_QUEUE_SIZE": "512",
+        "VOXGATE_CACHE_ENABLED": "false",  # every request must reach the engine
+    }
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
         target = loadgen.Target(voice="alloy", format="pcm", model="sim")
         http = await http_levels(server, target, levels, "HTTP pcm")
@@ -184,7 +203,12 @@ async def overload() -> dict[str, Any]:
     text = "Overload is where a gateway earns its keep."  # 43 chars: 2.6 s of audio
     service_s = OVERLOAD_ENGINE["first_chunk_ms"] / 1000 + 2.6 * OVERLOAD_ENGINE["rtf"]
     capacity_rps = OVERLOAD_ENGINE["capacity"] / service_s
-    env = {"VOXGATE_ENGINES": sim_engines(**OVERLOAD_ENGINE)}
+    # A realtime service: no request should wait more than a second for a slot.
+    env = {
+        "VOXGATE_ENGINES": sim_engines(**OVERLOAD_ENGINE),
+        "VOXGATE_QUEUE_TIMEOUT_S": "1",
+        "VOXGATE_CACHE_ENABLED": "false",  # every request must reach the engine
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
         target = loadgen.Target(voice="alloy", format="pcm", model="sim", text=text)
@@ -206,6 +230,105 @@ async def overload() -> dict[str, Any]:
     }
 
 
+async def priority() -> dict[str, Any]:
+    """Realtime requests alone, then while a batch backlog several times the
+    engine's capacity waits: realtime should wait for one slot at most."""
+    text = "Overload is where a gateway earns its keep."
+    env = {
+        "VOXGATE_ENGINES": sim_engines(**OVERLOAD_ENGINE),
+        "VOXGATE_QUEUE_TIMEOUT_BATCH_S": "600",
+        "VOXGATE_CACHE_ENABLED": "false",  # every request must reach the engine
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+        client = http1.Client(server.url, timeout_s=600)
+        realtime = loadgen.http_request(
+            client, loadgen.Target(model="sim", text=text, voice="alloy", priority="realtime")
+        )
+        batch = loadgen.http_request(
+            client, loadgen.Target(model="sim", text=text, voice="alloy", priority="batch")
+        )
+        await loadgen.run_closed(realtime, 2, 2, warmup=0)
+        alone = await loadgen.run_closed(realtime, 2, 20, label="realtime alone", warmup=1)
+        rows.append(alone.report())
+        backlog = OVERLOAD_ENGINE["capacity"] * 6
+        started = time.perf_counter()
+        pending = [asyncio.create_task(batch(i)) for i in range(backlog)]
+        await asyncio.sleep(0.5)
+        behind = await loadgen.run_closed(
+            realtime, 2, 20, label=f"realtime, {backlog} batch waiting", warmup=0
+        )
+        rows.append(behind.report())
+        batch_samples = list(await asyncio.gather(*pending))
+        wall = time.perf_counter() - started
+        rows.append(loadgen.RunResult("the batch backlog", batch_samples, wall).report())
+        await client.aclose()
+    return {"scenario": "priority", "engine": OVERLOAD_ENGINE, "rows": rows}
+
+
+async def engine_started(client: http1.Client, engine: str) -> int:
+    """Syntheses an engine has begun (its own counter)."""
+    return int((await client.get_json(f"/v1/engines/{engine}"))["stats"]["started"])
+
+
+def numbered(client: http1.Client, target: loadgen.Target) -> loadgen.RequestFn:
+    """Every request a text of its own, so that every one is a cache miss."""
+
+    async def send(n: int) -> loadgen.Sample:
+        own = dataclasses.replace(target, text=f"{target.text} Request number {n + 100_000}.")
+        return await loadgen.http_request(client, own)(n)
+
+    return send
+
+
+async def cache() -> dict[str, Any]:
+    """A hit against a miss on an engine that is never saturated; then bursts of
+    20 identical requests on an engine with room for 4, with single flight and
+    with the cache off (where 20 syntheses queue for 4 slots)."""
+    engines = {
+        "sim": {"kind": "simulated", "options": OVERHEAD_ENGINE},
+        "gpu4": {"kind": "simulated", "options": {**OVERHEAD_ENGINE, "capacity": 4}},
+    }
+    target = loadgen.Target(voice="alloy", format="pcm", model="sim")
+    rows: list[dict[str, Any]] = []
+    for enabled in ("true", "false"):
+        env = {
+            "VOXGATE_ENGINES": json.dumps(engines),
+            "VOXGATE_QUEUE_SIZE": "512",
+            "VOXGATE_CACHE_ENABLED": enabled,
+        }
+        state = "cache on" if enabled == "true" else "cache off"
+        with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+            client = http1.Client(server.url)
+            miss = await loadgen.run_closed(numbered(client, target), 1, 30, label=f"miss, {state}")
+            rows.append(miss.report())
+            if enabled == "true":
+                hit = loadgen.http_request(client, target)
+                await hit(0)  # stored from here on
+                for streams, per_stream in ((1, 200), (32, 20)):
+                    result = await loadgen.run_closed(hit, streams, per_stream, label="hit")
+                    rows.append(result.report())
+            samples: list[loadgen.Sample] = []
+            syntheses = 0
+            wall = 0.0
+            for burst in range(5):
+                text = f"{TEXT} Burst number {burst}."
+                gpu4 = dataclasses.replace(target, model="gpu4", text=text)
+                send = loadgen.http_request(client, gpu4)
+                before = await engine_started(client, "gpu4")
+                started = time.perf_counter()
+                samples += await asyncio.gather(*(send(i) for i in range(20)))
+                wall += time.perf_counter() - started
+                syntheses += await engine_started(client, "gpu4") - before
+            burst_result = loadgen.RunResult(
+                f"20 identical at once, {state}", samples, wall, concurrency=20
+            ).report()
+            burst_result["engine_syntheses_per_burst"] = syntheses / 5
+            rows.append(burst_result)
+            await client.aclose()
+    return {"scenario": "cache", "engine": OVERHEAD_ENGINE, "text": TEXT, "rows": rows}
+
+
 SOAK_ENGINE = {
     "first_chunk_ms": 5,
     "rtf": 0.005,
@@ -220,7 +343,7 @@ async def soak() -> dict[str, Any]:
     resident memory sampled throughout must stay flat."""
     total = int(os.environ.get("VOXGATE_SOAK_REQUESTS", "20000"))
     streams = 32
-    env = {"VOXGATE_ENGINES": sim_engines(**SOAK_ENGINE)}
+    env = {"VOXGATE_ENGINES": sim_engines(**SOAK_ENGINE), "VOXGATE_CACHE_ENABLED": "false"}
     formats = ["pcm", "mp3", "opus", "aac", "flac", "wav"]
     samples: list[tuple[int, float, float]] = []  # (requests done, seconds, MiB)
     done = 0
@@ -408,13 +531,209 @@ async def cosyvoice() -> dict[str, Any]:
     return {"scenario": "cosyvoice", "stand_in": STAND_IN_ENV, "rows": rows}
 
 
+async def worker() -> dict[str, Any]:
+    """Time to first audio with the engine one process away, against the same
+    engine in the gateway: the overhead scenario's simulated engine (never
+    saturated), PCM through /v1/audio/speech, with the gateway's CPU."""
+    levels = {1: 100, 8: 25, 32: 10}
+    base = {"VOXGATE_QUEUE_SIZE": "512", "VOXGATE_CACHE_ENABLED": "false"}
+    local = {**base, "VOXGATE_ENGINES": sim_engines(**OVERHEAD_ENGINE)}
+    isolated = {"sim": {"kind": "simulated", "options": OVERHEAD_ENGINE, "isolate": True}}
+    target = loadgen.Target(voice="alloy", format="pcm", model="sim")
+    paths = ("in-process engine", "worker, loopback TCP", "isolated child, Unix socket")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with ServerProcess(root / "local", local) as server:
+            rows += await http_levels(server, target, levels, paths[0])
+        with WorkerProcess(root / "worker", "sim", local) as hop:
+            remote = json.dumps({"sim": {"kind": "worker", "options": {"urls": [hop.url]}}})
+            with ServerProcess(root / "via", {**base, "VOXGATE_ENGINES": remote}) as server:
+                rows += await http_levels(server, target, levels, paths[1])
+        env = {**base, "VOXGATE_ENGINES": json.dumps(isolated)}
+        with ServerProcess(root / "isolated", env) as server:
+            rows += await http_levels(server, target, levels, paths[2])
+    direct = [r for r in rows if r["label"] == paths[0]]
+    hops = []
+    for path in paths[1:]:
+        for h, d in zip([r for r in rows if r["label"] == path], direct, strict=True):
+            hops.append(
+                {
+                    "path": path,
+                    "concurrency": h["concurrency"],
+                    **{
+                        f"{p}_ms": round(h["ttfa_ms"][p] - d["ttfa_ms"][p], 2)
+                        for p in ("p50", "p90", "p99")
+                    },
+                    "gateway_cpu_ms": round(h["gateway_cpu_ms"] - d["gateway_cpu_ms"], 2),
+                }
+            )
+    return {"scenario": "worker", "engine": OVERHEAD_ENGINE, "rows": rows, "hop": hops}
+
+
+async def ws() -> dict[str, Any]:
+    """Text sessions over the WebSocket: a sentence word by word (20 ms a word,
+    an LLM's pace), silence until it is spoken, then the last sentence word by
+    word. Measured: its last piece to the first audio after it, by the client
+    and by the server (``last_text_to_first_audio_ms``)."""
+    levels = {1: 20, 8: 5, 32: 2}
+    engines = {
+        "sim": {"kind": "simulated", "options": OVERHEAD_ENGINE},
+        "espeak": {"kind": "espeak"},
+    }
+    env = {"VOXGATE_ENGINES": json.dumps(engines), "VOXGATE_QUEUE_SIZE": "512"}
+    rows, tails = [], []
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+        url = server.url.replace("http://", "ws://") + "/v1/audio/speech/stream"
+        for name in ("sim", "espeak"):
+            for streams, per_stream in levels.items():
+                times = sessions.SessionTimes()
+                send = sessions.ws_session(url, {"engine": name}, times)
+                label = f"ws {name}"
+                row = (await loadgen.run_closed(send, streams, per_stream, label=label)).report()
+                row["server_last_text_ms"] = loadgen.summarize(times.server_last_text_s)
+                row["first_audio_ms"] = loadgen.summarize(times.client_first_audio_s)
+                rows.append(row)
+                tails.append(
+                    {
+                        "engine": name,
+                        "concurrency": streams,
+                        "sessions": row["ok"],
+                        **{f"client_{p}_ms": row["ttfa_ms"][p] for p in ("p50", "p90", "p99")},
+                        **{f"server_{p}_ms": row["server_last_text_ms"][p] for p in ("p50", "p99")},
+                        "first_audio_p50_ms": row["first_audio_ms"]["p50"],
+                    }
+                )
+                p50 = row["ttfa_ms"]["p50"]
+                print(f"  {label} c={streams}: last text -> audio p50 {p50} ms", flush=True)
+    return {"scenario": "ws", "engine": OVERHEAD_ENGINE, "rows": rows, "tail": tails}
+
+
+async def grpc_overhead() -> dict[str, Any]:
+    """The same synthesis through gRPC SynthesizeStream and HTTP
+    /v1/audio/speech (PCM, 24 kHz, the overhead scenario's simulated engine,
+    never saturated): what each surface adds to time to first audio."""
+    import grpc
+
+    from voxgate.grpc.protos import speech_pb2
+
+    levels = {1: 100, 8: 25, 32: 10}
+    port = free_port()
+    env = {
+        "VOXGATE_ENGINES": sim_engines(**OVERHEAD_ENGINE),
+        "VOXGATE_QUEUE_SIZE": "512",
+        "VOXGATE_CACHE_ENABLED": "false",
+        "VOXGATE_GRPC_PORT": str(port),
+    }
+    request = speech_pb2.SynthesizeRequest(
+        text=TEXT, engine="sim", voice="alloy", format=speech_pb2.AUDIO_FORMAT_PCM
+    )
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp), env) as server:
+        target = loadgen.Target(voice="alloy", format="pcm", model="sim")
+        rows = await http_levels(server, target, levels, "HTTP /v1/audio/speech")
+        assert server.process is not None
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            send = sessions.grpc_stream(channel, request)
+            for streams, per_stream in levels.items():
+                cpu = cpu_seconds(server.process.pid)
+                result = await loadgen.run_closed(send, streams, per_stream, label="gRPC stream")
+                row = result.report()
+                row["gateway_cpu_ms"] = round(
+                    (cpu_seconds(server.process.pid) - cpu) * 1000 / len(result.samples), 2
+                )
+                rows.append(row)
+                print(f"  gRPC c={streams}: TTFA p50 {row['ttfa_ms']['p50']} ms", flush=True)
+    http = [r for r in rows if r["label"].startswith("HTTP")]
+    over = [r for r in rows if r["label"].startswith("gRPC")]
+    diffs = [
+        {
+            "path": "gRPC minus HTTP",
+            "concurrency": g["concurrency"],
+            **{
+                f"{p}_ms": round(g["ttfa_ms"][p] - h["ttfa_ms"][p], 2)
+                for p in ("p50", "p90", "p99")
+            },
+            "gateway_cpu_ms": round(g["gateway_cpu_ms"] - h["gateway_cpu_ms"], 2),
+        }
+        for g, h in zip(over, http, strict=True)
+    ]
+    return {"scenario": "grpc", "engine": OVERHEAD_ENGINE, "rows": rows, "hop": diffs}
+
+
+JOB_ENGINE = {"first_chunk_ms": 100, "rtf": 0.2, "chunk_ms": 500, "capacity": 2}
+
+
+async def jobs() -> dict[str, Any]:
+    """Eight jobs of twelve sentences at once, run by the gateway's embedded
+    queue (four at a time), their segments going to one engine worker, then
+    to two: audio seconds produced per wall second, and the scaling."""
+    text = " ".join(f"Chapter sentence {i} for the throughput run." for i in range(12))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        engine_env = {"VOXGATE_ENGINES": sim_engines(**JOB_ENGINE)}
+        for count in (1, 2):
+            hosts = [
+                WorkerProcess(root / f"w{count}-{i}", "sim", engine_env).start()
+                for i in range(count)
+            ]
+            try:
+                urls = [h.url for h in hosts]
+                env = {
+                    "VOXGATE_ENGINES": json.dumps(
+                        {"sim": {"kind": "worker", "options": {"urls": urls}}}
+                    ),
+                    "VOXGATE_JOB_WORKERS": "4",
+                    "VOXGATE_JOB_SEGMENT_CHARS": "60",
+                    "VOXGATE_CACHE_ENABLED": "false",
+                }
+                with ServerProcess(root / f"gw{count}", env) as server:
+                    async with httpx.AsyncClient(base_url=server.url, timeout=300) as client:
+                        started = time.perf_counter()
+                        ids = []
+                        for n in range(8):
+                            body = {"text": f"{text} Job {n}.", "format": "pcm"}
+                            ids.append((await client.post("/v1/jobs", json=body)).json()["id"])
+                        audio = 0.0
+                        for job_id in ids:
+                            while True:
+                                job = (await client.get(f"/v1/jobs/{job_id}")).json()
+                                if job["state"] in ("succeeded", "failed", "cancelled"):
+                                    break
+                                await asyncio.sleep(0.1)
+                            assert job["state"] == "succeeded", job
+                            audio += job["progress"]["audio_seconds"]
+                        wall = time.perf_counter() - started
+            finally:
+                for h in hosts:
+                    h.stop()
+            rows.append(
+                {
+                    "workers": count,
+                    "jobs": len(ids),
+                    "audio_s": round(audio, 1),
+                    "wall_s": round(wall, 2),
+                    "audio_s_per_s": round(audio / wall, 2),
+                }
+            )
+            print(f"  {count} worker(s): {rows[-1]['audio_s_per_s']} audio s per wall s")
+    ratio = rows[1]["audio_s_per_s"] / rows[0]["audio_s_per_s"]
+    return {"scenario": "jobs", "engine": JOB_ENGINE, "rows": rows, "scaling": round(ratio, 2)}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "espeak": espeak,
     "overhead": overhead,
     "overload": overload,
+    "priority": priority,
+    "cache": cache,
     "soak": soak,
     "encoders": encoders,
     "cosyvoice": cosyvoice,
+    "worker": worker,
+    "ws": ws,
+    "grpc": grpc_overhead,
+    "jobs": jobs,
 }
 
 
@@ -436,7 +755,35 @@ def show(result: dict[str, Any]) -> None:
     if name == "soak":
         print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=2))
         return
+    if name == "jobs":
+        print("| engine workers | jobs | audio s | wall s | audio s per wall s |")
+        print("|---|---|---|---|---|")
+        for r in result["rows"]:
+            cells = (r["workers"], r["jobs"], r["audio_s"], r["wall_s"], r["audio_s_per_s"])
+            print("| " + " | ".join(map(str, cells)) + " |")
+        print(f"\nscaling, two workers over one: {result['scaling']}x")
+        return
+    if name == "ws":
+        cells = (
+            "engine concurrency sessions client_p50_ms client_p90_ms client_p99_ms "
+            "server_p50_ms server_p99_ms first_audio_p50_ms"
+        ).split()
+        print("| " + " | ".join(cells) + " |\n|" + "---|" * len(cells))
+        for t in result["tail"]:
+            print("| " + " | ".join(str(t[c]) for c in cells) + " |")
+        return
     print(report.markdown(result["rows"]))
+    if name == "cache":
+        print("\n| burst | engine syntheses per burst of 20 |\n|---|---|")
+        for r in result["rows"]:
+            if "engine_syntheses_per_burst" in r:
+                print(f"| {r['label']} | {r['engine_syntheses_per_burst']:g} |")
+    if "hop" in result:
+        print("\n| path | streams | hop p50 ms | p90 | p99 | gateway CPU ms/req, added |")
+        print("|---|---|---|---|---|---|")
+        for o in result["hop"]:
+            cells = ("path", "concurrency", "p50_ms", "p90_ms", "p99_ms", "gateway_cpu_ms")
+            print("| " + " | ".join(str(o[c]) for c in cells) + " |")
     if "overhead" in result:
         print("\n| streams | overhead p50 ms | p90 | p99 | gateway CPU ms/req |")
         print("|---|---|---|---|---|")

@@ -166,6 +166,7 @@ class Target:
     model: str | None = None
     format: str = "pcm"
     sample_rate: int | None = None
+    priority: str | None = None  # realtime | batch
 
     @property
     def path(self) -> str:
@@ -184,6 +185,8 @@ class Target:
             body["voice"] = self.voice
         if self.sample_rate:
             body["sample_rate"] = self.sample_rate
+        if self.priority:
+            body["priority"] = self.priority
         return body
 
 
