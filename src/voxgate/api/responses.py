@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from voxgate.api.errors import error_payload
+from voxgate.asgi import DisconnectWatch
 from voxgate.errors import INTERNAL_ERROR, VoxgateError
 from voxgate.pipeline import Synthesis
 
@@ -58,42 +59,22 @@ class _Stream(Response):
         outcome = "disconnected"
         error: str | None = None
         request_id = scope.get("state", {}).get("request_id")
-        sender = asyncio.current_task()
-        assert sender is not None
-        sending = True
-        disconnected = False
-
-        async def watch() -> None:
-            # A disconnect cancels the sender (and with it the engine's work)
-            # only while it is still sending: a cancellation requested after
-            # the last byte would land on whatever it awaits next.
-            nonlocal disconnected
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    if sending:
-                        disconnected = True
-                        sender.cancel()
-                    return
-
-        watcher: asyncio.Task[None] | None = None
+        watch = DisconnectWatch(receive)
         try:
-            # Head and first audio go out at once, in this task: starting the
-            # watcher first would put a trip through the event loop (behind
-            # every other stream's chunks) in front of the first byte.
+            # Head and first audio go out at once, in this task, before the
+            # watch starts (see DisconnectWatch for why).
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             if self._first:
                 await send({"type": "http.response.body", "body": self._first, "more_body": True})
-            watcher = asyncio.create_task(watch())
+            watch.start()
             async for chunk in self._rest:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            sending = False
+            watch.finish()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             outcome = "completed"
         except asyncio.CancelledError:
-            if not disconnected:
+            if not watch.claim_cancellation():
                 raise  # the server is shutting down, not the client leaving
-            sender.uncancel()
         except OSError:
             outcome = "disconnected"
         except VoxgateError as exc:
@@ -108,9 +89,7 @@ class _Stream(Response):
             outcome, error = "failed", INTERNAL_ERROR
             log.exception("stream failed midway", extra={"request_id": request_id})
         finally:
-            sending = False
-            if watcher is not None:
-                watcher.cancel()
+            watch.stop()
             await self._rest.aclose()  # type: ignore[attr-defined]
             self._on_close(outcome, error)
         # On "failed" we return without the final empty body: the server then

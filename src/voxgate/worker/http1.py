@@ -9,7 +9,9 @@ a response with a chunked or Content-Length body, each piece handed over as
 it arrives; keep-alive connections over TCP or a Unix socket) and costs a
 fraction of that. It also serves ``info`` and ``health``, polled every
 second or two (and kept out of the log, where httpx writes every request);
-the rare calls (voices, streamed text) use httpx.
+the rare calls (voices, streamed text) use httpx. The load generator
+(:mod:`voxgate.bench.http1`) wraps it too, for the same reason: its CPU per
+chunk would otherwise show up as false latency in what it measures.
 
 Failures are :class:`OSError`\\ s and :class:`TimeoutError`\\ s as asyncio
 raises them, plus :class:`BrokenResponse` for a cut or malformed answer; the

@@ -40,6 +40,7 @@ from typing import Any
 import uvicorn
 
 from voxgate import errors
+from voxgate.asgi import DisconnectWatch
 from voxgate.audio.prompt import PromptAudio
 from voxgate.config import EngineConfig, Settings
 from voxgate.engines.base import Engine, EngineRequest, Notice
@@ -268,22 +269,7 @@ class WorkerApp:
     ) -> None:
         """Frames as the engine produces them; a disconnect cancels the engine."""
         service = self.service
-        sender = asyncio.current_task()
-        assert sender is not None
-        sending = True
-        disconnected = False
-
-        async def watch() -> None:
-            nonlocal disconnected
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    if sending:
-                        disconnected = True
-                        sender.cancel()
-                    return
-
-        watcher: asyncio.Task[None] | None = None
+        watch = DisconnectWatch(receive)
         service.in_flight += 1
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _FRAMES})
@@ -295,23 +281,20 @@ class WorkerApp:
             )
             if head:
                 await send({"type": "http.response.body", "body": head, "more_body": True})
-            watcher = asyncio.create_task(watch())
+            watch.start()
             tail = await self._pump(request, send)
-            sending = False
+            watch.finish()
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except asyncio.CancelledError:
-            if not disconnected:
+            if not watch.claim_cancellation():
                 raise  # the worker is shutting down
-            sender.uncancel()
             service.cancelled += 1
             log.info("synthesis cancelled: the gateway went away", extra=_ids(request))
         except OSError:
             service.cancelled += 1
         finally:
-            sending = False
+            watch.stop()
             service.in_flight -= 1
-            if watcher is not None:
-                watcher.cancel()
 
     async def _pump(self, request: EngineRequest, send: Send) -> bytes:
         """Send the engine's chunks; return the terminal frame."""
