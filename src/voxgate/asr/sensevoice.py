@@ -33,21 +33,16 @@ How it calls FunASR, and why:
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import importlib.metadata
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 from voxgate.asr.audio import NO_WORDS
 from voxgate.asr.base import Transcript, TranscriptionUnavailable
-from voxgate.asr.modeldir import local_model_dir, missing_files, size_gb
-from voxgate.asr.pooled import PooledTranscriber
+from voxgate.asr.modeldir import LocalModelTranscriber, local_model_dir
 from voxgate.audio.pcm import Samples
 from voxgate.diagnostics import Check, fail, ok, warn
-from voxgate.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +84,13 @@ def _is_cjk(char: str) -> bool:
     return "\u3040" <= char <= "\u30ff" or "\u3400" <= char <= "\u9fff"
 
 
-class SenseVoiceTranscriber(PooledTranscriber[Any]):
+class SenseVoiceTranscriber(LocalModelTranscriber[Any]):
     kind = "sensevoice"
+    package = "funasr"
+    distribution = "funasr"
+    install_hint = INSTALL_HINT
+    model_files = MODEL_FILES
+    model_description = "SenseVoice"
 
     def __init__(
         self,
@@ -116,28 +116,13 @@ class SenseVoiceTranscriber(PooledTranscriber[Any]):
 
     # -- loading ---------------------------------------------------------------------
 
-    def _import(self) -> Any:
-        try:
-            return importlib.import_module("funasr")
-        except ImportError as exc:
-            raise EngineUnavailable(
-                f"asr sensevoice: cannot import funasr ({exc})", hint=INSTALL_HINT
-            ) from exc
+    def _download_fix(self) -> str:
+        return f"Download the whole model: {_download(MODEL_ID, str(self.model_dir))}"
 
-    def _missing(self) -> list[str]:
-        return missing_files(self.model_dir, MODEL_FILES)
-
-    def _load_models(self) -> list[Any]:
-        missing = self._missing()
-        if missing:
-            raise EngineUnavailable(
-                f"asr sensevoice: {self.model_dir} lacks {', '.join(missing)}",
-                hint=f"Download the whole model: {_download(MODEL_ID, str(self.model_dir))}",
-            )
-        funasr = self._import()
+    def _load(self, package: Any) -> list[Any]:
         log.info("asr sensevoice: loading %s on %s", self.model_dir, self.device)
         return [
-            funasr.AutoModel(
+            package.AutoModel(
                 model=str(self.model_dir),
                 trust_remote_code=False,
                 device=self.device,
@@ -163,33 +148,8 @@ class SenseVoiceTranscriber(PooledTranscriber[Any]):
 
     # -- diagnosis (voxgate doctor) ---------------------------------------------------
 
-    async def diagnose(self) -> list[Check]:
-        return await asyncio.to_thread(self._diagnose)
-
-    def _diagnose(self) -> list[Check]:
-        checks = [self._check_files()]
-        try:
-            funasr = self._import()
-        except EngineUnavailable as exc:
-            checks.append(fail("package funasr", exc.message, INSTALL_HINT))
-        else:
-            version = getattr(funasr, "__version__", None) or _version("funasr")
-            checks.append(ok("package funasr", f"{version} from {Path(funasr.__file__).parent}"))
-        checks.extend(self._check_device())
-        return checks
-
-    def _check_files(self) -> Check:
-        missing = self._missing()
-        if missing:
-            return fail(
-                "model files",
-                f"{self.model_dir} lacks {', '.join(missing)}",
-                f"Download the whole model: {_download(MODEL_ID, str(self.model_dir))}",
-            )
-        detail = f"SenseVoice in {self.model_dir}, {size_gb(self.model_dir):.1f} GB"
-        return ok("model files", detail)
-
-    def _check_device(self) -> list[Check]:
+    def _check_device(self, package: Any | None) -> list[Check]:
+        """Checked even without funasr: torch is what runs on the device."""
         if not self.device.startswith("cuda"):
             return [ok("device", self.device)]
         try:
@@ -204,10 +164,3 @@ class SenseVoiceTranscriber(PooledTranscriber[Any]):
         else:
             checks.append(ok("device", self.device))
         return checks
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown version"

@@ -27,20 +27,15 @@ How it calls faster-whisper, and why:
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import importlib.metadata
 import logging
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 from voxgate.asr.base import Transcript
-from voxgate.asr.modeldir import local_model_dir, missing_files, size_gb
-from voxgate.asr.pooled import PooledTranscriber
+from voxgate.asr.modeldir import LocalModelTranscriber, local_model_dir
 from voxgate.audio.pcm import Samples
 from voxgate.diagnostics import Check, fail, ok, warn
-from voxgate.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +72,13 @@ def _download(name: str, directory: str) -> str:
     return f"hf download {repo} --local-dir {directory}"
 
 
-class WhisperTranscriber(PooledTranscriber[Any]):
+class WhisperTranscriber(LocalModelTranscriber[Any]):
     kind = "faster-whisper"
+    package = "faster_whisper"
+    distribution = "faster-whisper"
+    install_hint = INSTALL_HINT
+    model_files = MODEL_FILES
+    model_description = "CTranslate2 Whisper"
 
     def __init__(
         self,
@@ -114,30 +114,15 @@ class WhisperTranscriber(PooledTranscriber[Any]):
 
     # -- loading ---------------------------------------------------------------------
 
-    def _import(self) -> Any:
-        try:
-            return importlib.import_module("faster_whisper")
-        except ImportError as exc:
-            raise EngineUnavailable(
-                f"asr faster-whisper: cannot import faster_whisper ({exc})", hint=INSTALL_HINT
-            ) from exc
+    def _download_fix(self) -> str:
+        return f"Download the whole model, e.g. {_download('large-v3', str(self.model_dir))}"
 
-    def _missing(self) -> list[str]:
-        return missing_files(self.model_dir, MODEL_FILES)
-
-    def _load_models(self) -> list[Any]:
-        missing = self._missing()
-        if missing:
-            raise EngineUnavailable(
-                f"asr faster-whisper: {self.model_dir} lacks {', '.join(missing)}",
-                hint=f"Download the whole model, e.g. {_download('large-v3', str(self.model_dir))}",
-            )
-        faster_whisper = self._import()
+    def _load(self, package: Any) -> list[Any]:
         log.info(
             "asr faster-whisper: loading %s on %s (%s)",
             *(self.model_dir, self.device, self.compute_type),
         )
-        model = faster_whisper.WhisperModel(
+        model = package.WhisperModel(
             str(self.model_dir),
             device=self.device,
             compute_type=self.compute_type,
@@ -160,41 +145,22 @@ class WhisperTranscriber(PooledTranscriber[Any]):
 
     # -- diagnosis (voxgate doctor) ---------------------------------------------------
 
-    async def diagnose(self) -> list[Check]:
-        return await asyncio.to_thread(self._diagnose)
-
-    def _diagnose(self) -> list[Check]:
-        checks = [self._check_files()]
-        try:
-            faster_whisper = self._import()
-        except EngineUnavailable as exc:
-            return [*checks, fail("package faster-whisper", exc.message, INSTALL_HINT)]
-        version = getattr(faster_whisper, "__version__", "unknown version")
-        where = Path(faster_whisper.__file__).parent
-        checks.append(ok("package faster-whisper", f"{version} from {where}"))
-        checks.append(self._check_device())
-        return checks
-
-    def _check_files(self) -> Check:
-        missing = self._missing()
-        if missing:
-            fix = f"Download the whole model, e.g. {_download('large-v3', str(self.model_dir))}"
-            return fail("model files", f"{self.model_dir} lacks {', '.join(missing)}", fix)
-        detail = f"CTranslate2 Whisper in {self.model_dir}, {size_gb(self.model_dir):.1f} GB"
-        return ok("model files", detail)
-
-    def _check_device(self) -> Check:
-        """The device and compute type, asked of CTranslate2 (which loads no model)."""
+    def _check_device(self, package: Any | None) -> list[Check]:
+        """The device and compute type, asked of CTranslate2 (which loads no model).
+        Nothing without faster-whisper: CTranslate2 comes with it, so the failed
+        package check already says what to install."""
+        if package is None:
+            return []
         try:
             ctranslate2 = importlib.import_module("ctranslate2")
         except ImportError:
-            return warn("device", "ctranslate2 is not importable: device not checked")
+            return [warn("device", "ctranslate2 is not importable: device not checked")]
         if self.device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
             fix = "Install the NVIDIA driver and CUDA 12 libraries, or set device = 'cpu'."
-            return fail("device", "device 'cuda', but CTranslate2 sees no CUDA device", fix)
+            return [fail("device", "device 'cuda', but CTranslate2 sees no CUDA device", fix)]
         supported = set(ctranslate2.get_supported_compute_types(self.device))
         if self.compute_type not in supported:
             fix = f"Set compute_type to one of {', '.join(sorted(supported))}."
             detail = f"{self.device} does not support compute_type {self.compute_type!r}"
-            return fail("device", detail, fix)
-        return ok("device", f"{self.device}, {self.compute_type}")
+            return [fail("device", detail, fix)]
+        return [ok("device", f"{self.device}, {self.compute_type}")]

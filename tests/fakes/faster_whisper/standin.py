@@ -3,32 +3,28 @@ table of recordings it "hears", and counters of what the adapter did.
 
 A test teaches the stand-in a recording with :func:`teach`, giving the audio
 exactly as the model receives it (float32, 16 kHz, after the adapter's
-resampling), the language Whisper would detect, and the segments' texts.
+resampling), the language Whisper would detect, and the segments' texts. The
+table and the counting are shared with the funasr stand-in (``_asr_standin``);
+``active`` and ``peak`` read this stand-in's own gauge.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# ``x as x``: re-exported, what tests and the stand-in's model read as ``standin.x``
+from _asr_standin import TABLE as TABLE
+from _asr_standin import Gauge, remember
+from _asr_standin import fingerprint as fingerprint
+from _asr_standin import lookup as lookup
 
-TABLE = "standin_transcripts.json"  # in the model directory
-
-_lock = threading.Lock()
 calls: list[dict[str, Any]] = []  # one per transcribe(): its options and thread
 consumed_in: list[str] = []  # the thread that read each segment (decoded it)
-active = 0  # decodings running now, across all models
-peak = 0  # the most that ever ran at once
-
-
-def fingerprint(audio: Any) -> str:
-    pcm = np.round(np.clip(np.asarray(audio, dtype=np.float32), -1, 1) * 32767).astype("<i2")
-    return hashlib.sha1(pcm.tobytes()).hexdigest()[:16]
+_gauge = Gauge()  # decodings running now (active), and at most (peak)
+enter = _gauge.enter
+leave = _gauge.leave
 
 
 def teach(
@@ -43,10 +39,7 @@ def teach(
     error: str | None = None,
 ) -> str:
     """Make the stand-in recognize ``audio`` as ``segments`` in ``language``."""
-    path = Path(model_dir) / TABLE
-    table = json.loads(path.read_text()) if path.exists() else {}
-    key = fingerprint(audio)
-    table[key] = {
+    entry = {
         "segments": list(segments),
         "language": language,
         "language_probability": language_probability,
@@ -54,34 +47,12 @@ def teach(
         "delay_s": delay_s,
         "error": error,
     }
-    path.write_text(json.dumps(table, ensure_ascii=False))
-    return key
-
-
-def lookup(model_dir: Path, audio: Any) -> dict[str, Any] | None:
-    path = Path(model_dir) / TABLE
-    if not path.exists():
-        return None
-    entry: dict[str, Any] | None = json.loads(path.read_text()).get(fingerprint(audio))
-    return entry
-
-
-def enter() -> None:
-    global active, peak
-    with _lock:
-        active += 1
-        peak = max(peak, active)
-
-
-def leave() -> None:
-    global active
-    with _lock:
-        active -= 1
+    return remember(model_dir, audio, entry)
 
 
 def reset() -> None:
-    global active, peak
-    with _lock:
-        calls.clear()
-        consumed_in.clear()
-        active = peak = 0
+    _gauge.reset(calls, consumed_in)
+
+
+def __getattr__(name: str) -> int:
+    return _gauge.read(__name__, name)
