@@ -22,15 +22,14 @@ from voxgate.client._core import (
     Options,
     RequestSpec,
     _NotGiven,
-    connection_error,
     error_from_response,
-    log_retry,
-    retryable_error,
-    retryable_exception,
+    status_retry,
+    transport_retry,
 )
 from voxgate.client._shared import (
     PathLike,
     ProgressTracker,
+    aiter_pages,
     check_event_stream,
     download_plan,
     events_timeout,
@@ -105,14 +104,12 @@ class AsyncClient:
         policy = self._options.policy
         attempt = 0
         while True:
-            kwargs = spec.kwargs()
-            kwargs["headers"] = {**self._options.headers, **spec.headers}
             try:
                 request = self._http.build_request(
-                    spec.method, self._options.url(spec.path), **kwargs
+                    spec.method, self._options.url(spec.path), **self._options.request_kwargs(spec)
                 )
                 response = await self._http.send(request, stream=True)
-                if response.status_code < 400 or response.status_code in spec.ok_statuses:
+                if spec.answers(response.status_code):
                     if not stream:
                         try:
                             await response.aread()
@@ -120,27 +117,22 @@ class AsyncClient:
                             await response.aclose()
                     return response
             except httpx.TransportError as exc:
-                delay = policy.delay(attempt) if retryable_exception(spec, exc) else None
-                error = connection_error(exc, spec)
+                error, delay = transport_retry(policy, spec, attempt, exc)
                 if delay is None:
                     raise error from exc
-                log_retry(spec, attempt, delay, str(error), None)
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
             try:
                 await response.aread()
             except httpx.TransportError:
-                pass
+                pass  # the status is enough
             finally:
                 await response.aclose()
             status_error = error_from_response(response)
-            delay = None
-            if retryable_error(spec, status_error):
-                delay = policy.delay(attempt, status_error.retry_after)
+            delay = status_retry(policy, spec, attempt, status_error)
             if delay is None:
                 raise status_error
-            log_retry(spec, attempt, delay, str(status_error), status_error.retry_after)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -158,16 +150,8 @@ class AsyncClient:
         with this client's credentials, retries and typed errors. Returns the
         response, its body read. ``idempotent`` (default: true for GET, HEAD,
         PUT, DELETE) allows a retry once the request may have arrived."""
-        method = method.upper()
-        if idempotent is None:
-            idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
-        spec = RequestSpec(
-            method,
-            path if path.startswith("/") else "/" + path,
-            params=params,
-            json=json,
-            headers=dict(headers or {}),
-            idempotent=idempotent,
+        spec = ops.request(
+            method, path, params=params, json=json, headers=headers, idempotent=idempotent
         )
         return await self._send(spec)
 
@@ -234,11 +218,11 @@ class AsyncClient:
         return AsyncSpeechStream(self, spec, format)
 
     async def healthz(self) -> dict[str, Any]:
-        return dict((await self._send(ops.healthz())).json())
+        return ops.health(await self._send(ops.healthz()))
 
     async def readyz(self) -> dict[str, Any]:
         """A 503 (not ready) is returned, not raised."""
-        return dict((await self._send(ops.readyz())).json())
+        return ops.health(await self._send(ops.readyz()))
 
 
 class AsyncSpeechStream:
@@ -420,7 +404,7 @@ class AsyncVoices:
             audio_sample=audio_sample, name=name, consent=consent, prompt_text=prompt_text,
             language=language, engine=engine, tags=tags,
         )  # fmt: skip
-        return Voice.from_json((await self._client._send(spec)).json())
+        return ops.voice(await self._client._send(spec))
 
     async def list_page(
         self,
@@ -443,19 +427,16 @@ class AsyncVoices:
         page_size: int = 100,
     ) -> AsyncIterator[Voice]:
         """``async for voice in client.voices.list()``: page by page."""
-        after: str | None = None
-        while True:
-            page = await self.list_page(
+        pages = aiter_pages(
+            lambda after: self.list_page(
                 limit=page_size, after=after, type=type, engine=engine, language=language
             )
-            for voice in page.data:
-                yield voice
-            if not page.has_more or not page.last_id:
-                return
-            after = page.last_id
+        )
+        async for voice in pages:
+            yield voice
 
     async def get(self, voice_id: str) -> Voice:
-        return Voice.from_json((await self._client._send(ops.voice_get(voice_id))).json())
+        return ops.voice(await self._client._send(ops.voice_get(voice_id)))
 
     async def update(
         self,
@@ -469,11 +450,10 @@ class AsyncVoices:
         spec = ops.voice_update(
             voice_id, name=name, prompt_text=prompt_text, language=language, tags=tags
         )
-        return Voice.from_json((await self._client._send(spec)).json())
+        return ops.voice(await self._client._send(spec))
 
     async def delete(self, voice_id: str) -> bool:
-        response = await self._client._send(ops.voice_delete(voice_id))
-        return bool(response.json().get("deleted"))
+        return ops.voice_deleted(await self._client._send(ops.voice_delete(voice_id)))
 
     async def sample(self, voice_id: str) -> bytes:
         return (await self._client._send(ops.voice_sample(voice_id))).content
@@ -532,14 +512,9 @@ class AsyncJobs:
         return ops.job_page(await self._client._send(spec))
 
     async def list(self, *, state: str | None = None, page_size: int = 20) -> AsyncIterator[Job]:
-        after: str | None = None
-        while True:
-            page = await self.list_page(limit=page_size, after=after, state=state)
-            for job in page.data:
-                yield job
-            if not page.has_more or not page.last_id:
-                return
-            after = page.last_id
+        pages = aiter_pages(lambda after: self.list_page(limit=page_size, after=after, state=state))
+        async for job in pages:
+            yield job
 
     async def events(
         self,

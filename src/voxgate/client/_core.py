@@ -122,6 +122,11 @@ class RequestSpec:
     ok_statuses: frozenset[int] = frozenset()
     """Error statuses that are answers, not failures (``/readyz``'s 503)."""
 
+    def answers(self, status: int) -> bool:
+        """The response is the request's answer (a success, or an error status
+        listed in ``ok_statuses``), not a failure to retry or raise."""
+        return status < 400 or status in self.ok_statuses
+
     def kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"headers": self.headers}
         if self.params:
@@ -241,6 +246,32 @@ def log_retry(
     )
 
 
+def transport_retry(
+    policy: RetryPolicy, spec: RequestSpec, attempt: int, exc: httpx.TransportError
+) -> tuple[APIConnectionError, float | None]:
+    """The typed error for a send that failed without an answer, and the wait
+    before retry ``attempt + 1`` (``None``: raise the error now). A retry is
+    logged here so that both clients report it alike."""
+    error = connection_error(exc, spec)
+    delay = policy.delay(attempt) if retryable_exception(spec, exc) else None
+    if delay is not None:
+        log_retry(spec, attempt, delay, str(error), None)
+    return error, delay
+
+
+def status_retry(
+    policy: RetryPolicy, spec: RequestSpec, attempt: int, error: APIStatusError
+) -> float | None:
+    """The wait before retrying a request answered with ``error`` (``None``:
+    raise it now); the server's ``Retry-After`` counts, and a retry is logged."""
+    if not retryable_error(spec, error):
+        return None
+    delay = policy.delay(attempt, error.retry_after)
+    if delay is not None:
+        log_retry(spec, attempt, delay, str(error), error.retry_after)
+    return delay
+
+
 @dataclass(frozen=True)
 class Options:
     """A client's settings, shared by its sync or async transport."""
@@ -281,6 +312,13 @@ class Options:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def request_kwargs(self, spec: RequestSpec) -> dict[str, Any]:
+        """``build_request``'s keyword arguments for ``spec``: the request's own
+        headers win over the client's (an ``Accept`` for an event stream)."""
+        kwargs = spec.kwargs()
+        kwargs["headers"] = {**self.headers, **spec.headers}
+        return kwargs
 
     def open_timeout(self) -> float:
         return self.timeout.connect if self.timeout.connect is not None else 10.0

@@ -32,6 +32,55 @@ def _headers(extra: Mapping[str, str] | None, **more: str | None) -> dict[str, s
     return out
 
 
+Files = dict[str, tuple[str, bytes, str]]
+
+
+def _upload(field: str, value: FileInput, default_name: str, content_type: str) -> Files:
+    """One multipart file field, read whole (see :func:`read_file`)."""
+    name, data = read_file(value, default_name)
+    return {field: (name, data, content_type)}
+
+
+def _json_or_form(
+    path: str, fields: dict[str, Any], files: Files | None, headers: dict[str, str]
+) -> RequestSpec:
+    """A POST of ``fields`` as JSON, or as multipart form fields beside
+    ``files``. Routes that take an upload take the same fields either way; a
+    file goes as multipart (no base64 overhead, and the upload limit, 20 MiB,
+    applies rather than the JSON body limit, 1 MiB)."""
+    if files is None:
+        return RequestSpec("POST", path, json=fields, headers=headers)
+    return RequestSpec("POST", path, data=fields, files=files, headers=headers)
+
+
+# -- any route ------------------------------------------------------------------------------
+
+
+def request(
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, Any] | None,
+    json: Any,
+    headers: Mapping[str, str] | None,
+    idempotent: bool | None,
+) -> RequestSpec:
+    """A route the SDK does not wrap (``Client.request``). Without an explicit
+    ``idempotent``, the methods HTTP defines as idempotent may be retried once
+    the request may have arrived."""
+    method = method.upper()
+    if idempotent is None:
+        idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+    return RequestSpec(
+        method,
+        path if path.startswith("/") else "/" + path,
+        params=params,
+        json=json,
+        headers=dict(headers or {}),
+        idempotent=idempotent,
+    )
+
+
 # -- speech ---------------------------------------------------------------------------------
 
 
@@ -103,14 +152,12 @@ def tts(
         priority=priority,
     )
     fields.update(extra_body or {})
-    headers = _headers(extra_headers)
-    if reference_audio is None:
-        return RequestSpec("POST", "/v1/tts", json=fields, headers=headers)
-    # A prompt goes as a multipart file: no base64 overhead, and the upload
-    # limit (20 MiB) applies rather than the JSON body limit (1 MiB).
-    name, data = read_file(reference_audio, "reference.wav")
-    files = {"reference_audio": (name, data, "application/octet-stream")}
-    return RequestSpec("POST", "/v1/tts", data=fields, files=files, headers=headers)
+    files: Files | None = None
+    if reference_audio is not None:
+        files = _upload(
+            "reference_audio", reference_audio, "reference.wav", "application/octet-stream"
+        )
+    return _json_or_form("/v1/tts", fields, files, _headers(extra_headers))
 
 
 def session_config(
@@ -163,7 +210,7 @@ def voice_register(
     engine: str | None,
     tags: Sequence[str] | None,
 ) -> RequestSpec:
-    filename, data = read_file(audio_sample, "prompt.wav")
+    files = _upload("audio_sample", audio_sample, "prompt.wav", "application/octet-stream")
     fields = compact(
         name=name,
         consent=consent,
@@ -176,7 +223,7 @@ def voice_register(
         "POST",
         "/v1/audio/voices",
         data=fields,
-        files={"audio_sample": (filename, data, "application/octet-stream")},
+        files=files,
         # A retry after the request may have arrived could register the voice
         # twice; only refusals (429/503) and failed connections are retried.
         idempotent=False,
@@ -227,8 +274,16 @@ def voice_sample(voice_id: str) -> RequestSpec:
     return RequestSpec("GET", f"/v1/audio/voices/{_id(voice_id)}/sample")
 
 
+def voice(response: httpx.Response) -> Voice:
+    return Voice.from_json(response.json())
+
+
 def voice_page(response: httpx.Response) -> Page[Voice]:
     return page(response, Voice.from_json)
+
+
+def voice_deleted(response: httpx.Response) -> bool:
+    return bool(response.json().get("deleted"))
 
 
 # -- jobs -----------------------------------------------------------------------------------
@@ -282,15 +337,9 @@ def job_submit(
     fields.update(extra_body or {})
     headers = {"Idempotency-Key": key}
     if file is None:
-        return RequestSpec("POST", "/v1/jobs", json={"text": text, **fields}, headers=headers)
-    name, data = read_file(file, "text.txt")
-    return RequestSpec(
-        "POST",
-        "/v1/jobs",
-        data=fields,
-        files={"file": (name, data, "text/plain")},
-        headers=headers,
-    )
+        return _json_or_form("/v1/jobs", {"text": text, **fields}, None, headers)
+    files = _upload("file", file, "text.txt", "text/plain")
+    return _json_or_form("/v1/jobs", fields, files, headers)
 
 
 def job_get(job_id: str) -> RequestSpec:
@@ -348,6 +397,10 @@ def healthz() -> RequestSpec:
 
 def readyz() -> RequestSpec:
     return RequestSpec("GET", "/readyz", retry=False, ok_statuses=frozenset({503}))
+
+
+def health(response: httpx.Response) -> dict[str, Any]:
+    return dict(response.json())
 
 
 # -- parsing --------------------------------------------------------------------------------

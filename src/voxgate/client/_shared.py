@@ -1,12 +1,14 @@
-"""Helpers the sync and async resources share: decisions only, no I/O."""
+"""Helpers the sync and async resources share: decisions only, no I/O of
+their own (the page iterators fetch through the callback they are given)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -20,7 +22,9 @@ from voxgate.client.errors import (
     WaitTimeoutError,
 )
 from voxgate.client.session import SessionSettings
-from voxgate.client.types import Job
+from voxgate.client.types import Job, Page
+
+T = TypeVar("T")
 
 PathLike = str | os.PathLike[str]
 
@@ -31,6 +35,36 @@ EVENTS_READ_TIMEOUT_S = 30.0
 
 def job_id_of(job: str | Job) -> str:
     return job.id if isinstance(job, Job) else job
+
+
+def next_cursor(page: Page[T]) -> str | None:
+    """The ``after`` that fetches the page following ``page``; ``None`` at the
+    end (a page without ``last_id`` ends the list too, never a loop)."""
+    return page.last_id if page.has_more and page.last_id else None
+
+
+def iter_pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """Every item of a cursor-paged list, fetching ``fetch(after)`` lazily,
+    a page at a time, as the iteration goes."""
+    after: str | None = None
+    while True:
+        page = fetch(after)
+        yield from page.data
+        after = next_cursor(page)
+        if after is None:
+            return
+
+
+async def aiter_pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:
+    """:func:`iter_pages` for the async client."""
+    after: str | None = None
+    while True:
+        page = await fetch(after)
+        for item in page.data:
+            yield item
+        after = next_cursor(page)
+        if after is None:
+            return
 
 
 def part_path(path: Path) -> Path:

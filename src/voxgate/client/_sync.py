@@ -18,11 +18,9 @@ from voxgate.client._core import (
     Options,
     RequestSpec,
     _NotGiven,
-    connection_error,
     error_from_response,
-    log_retry,
-    retryable_error,
-    retryable_exception,
+    status_retry,
+    transport_retry,
 )
 from voxgate.client._shared import (
     PathLike,
@@ -30,6 +28,7 @@ from voxgate.client._shared import (
     check_event_stream,
     download_plan,
     events_timeout,
+    iter_pages,
     job_id_of,
     parse_event,
     part_path,
@@ -113,15 +112,12 @@ class Client:
         policy = self._options.policy
         attempt = 0
         while True:
-            headers = {**self._options.headers, **spec.headers}
-            kwargs = spec.kwargs()
-            kwargs["headers"] = headers
             try:
                 request = self._http.build_request(
-                    spec.method, self._options.url(spec.path), **kwargs
+                    spec.method, self._options.url(spec.path), **self._options.request_kwargs(spec)
                 )
                 response = self._http.send(request, stream=True)
-                if response.status_code < 400 or response.status_code in spec.ok_statuses:
+                if spec.answers(response.status_code):
                     if not stream:
                         try:
                             response.read()
@@ -129,11 +125,9 @@ class Client:
                             response.close()
                     return response
             except httpx.TransportError as exc:
-                delay = policy.delay(attempt) if retryable_exception(spec, exc) else None
-                error = connection_error(exc, spec)
+                error, delay = transport_retry(policy, spec, attempt, exc)
                 if delay is None:
                     raise error from exc
-                log_retry(spec, attempt, delay, str(error), None)
                 time.sleep(delay)
                 attempt += 1
                 continue
@@ -144,12 +138,9 @@ class Client:
             finally:
                 response.close()
             status_error = error_from_response(response)
-            delay = None
-            if retryable_error(spec, status_error):
-                delay = policy.delay(attempt, status_error.retry_after)
+            delay = status_retry(policy, spec, attempt, status_error)
             if delay is None:
                 raise status_error
-            log_retry(spec, attempt, delay, str(status_error), status_error.retry_after)
             time.sleep(delay)
             attempt += 1
 
@@ -167,16 +158,8 @@ class Client:
         with this client's credentials, retries and typed errors. Returns the
         response, its body read. ``idempotent`` (default: true for GET, HEAD,
         PUT, DELETE) allows a retry once the request may have arrived."""
-        method = method.upper()
-        if idempotent is None:
-            idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
-        spec = RequestSpec(
-            method,
-            path if path.startswith("/") else "/" + path,
-            params=params,
-            json=json,
-            headers=dict(headers or {}),
-            idempotent=idempotent,
+        spec = ops.request(
+            method, path, params=params, json=json, headers=headers, idempotent=idempotent
         )
         return self._send(spec)
 
@@ -249,12 +232,12 @@ class Client:
 
     def healthz(self) -> dict[str, Any]:
         """``GET /healthz``: the process is alive (raises if not reachable)."""
-        return dict(self._send(ops.healthz()).json())
+        return ops.health(self._send(ops.healthz()))
 
     def readyz(self) -> dict[str, Any]:
         """``GET /readyz``: ``{"status": "ready" | "not_ready", "engines": {...}}``.
         A 503 (not ready) is returned, not raised."""
-        return dict(self._send(ops.readyz()).json())
+        return ops.health(self._send(ops.readyz()))
 
 
 class SpeechStream:
@@ -447,7 +430,7 @@ class Voices:
             audio_sample=audio_sample, name=name, consent=consent, prompt_text=prompt_text,
             language=language, engine=engine, tags=tags,
         )  # fmt: skip
-        return Voice.from_json(self._client._send(spec).json())
+        return ops.voice(self._client._send(spec))
 
     def list_page(
         self,
@@ -471,18 +454,14 @@ class Voices:
     ) -> Iterator[Voice]:
         """Every voice (built-in speakers first, then registered ones), page
         by page as the iteration goes."""
-        after: str | None = None
-        while True:
-            page = self.list_page(
+        yield from iter_pages(
+            lambda after: self.list_page(
                 limit=page_size, after=after, type=type, engine=engine, language=language
             )
-            yield from page.data
-            if not page.has_more or not page.last_id:
-                return
-            after = page.last_id
+        )
 
     def get(self, voice_id: str) -> Voice:
-        return Voice.from_json(self._client._send(ops.voice_get(voice_id)).json())
+        return ops.voice(self._client._send(ops.voice_get(voice_id)))
 
     def update(
         self,
@@ -497,11 +476,11 @@ class Voices:
         spec = ops.voice_update(
             voice_id, name=name, prompt_text=prompt_text, language=language, tags=tags
         )
-        return Voice.from_json(self._client._send(spec).json())
+        return ops.voice(self._client._send(spec))
 
     def delete(self, voice_id: str) -> bool:
         """Delete the voice, its prompt audio and every engine's features for it."""
-        return bool(self._client._send(ops.voice_delete(voice_id)).json().get("deleted"))
+        return ops.voice_deleted(self._client._send(ops.voice_delete(voice_id)))
 
     def sample(self, voice_id: str) -> bytes:
         """The normalized prompt as stored (16-bit mono WAV)."""
@@ -565,13 +544,9 @@ class Jobs:
 
     def list(self, *, state: str | None = None, page_size: int = 20) -> Iterator[Job]:
         """Your jobs, newest first, page by page as the iteration goes."""
-        after: str | None = None
-        while True:
-            page = self.list_page(limit=page_size, after=after, state=state)
-            yield from page.data
-            if not page.has_more or not page.last_id:
-                return
-            after = page.last_id
+        yield from iter_pages(
+            lambda after: self.list_page(limit=page_size, after=after, state=state)
+        )
 
     def events(self, job: str | Job, *, timeout: float | None = None) -> Iterator[Job]:
         """The job as it changes (server-sent events), ending with the final job."""

@@ -108,6 +108,19 @@ class _Protocol:
             raise self.error(message)
         return "more"
 
+    def receive(self, message: str | bytes) -> bytes | None:
+        """A message read after ``session.ready``: the audio frame to hand to
+        the caller, or ``None`` (a JSON message, now handled, or audio that
+        arrived after a cancel, dropped). ``finished`` says when to stop
+        reading; an ``error`` message raises its typed error."""
+        if isinstance(message, bytes):
+            if self.cancel_sent:
+                return None
+            self.bytes_received += len(message)
+            return message
+        self.handle(message)
+        return None
+
     def error(self, message: Mapping[str, Any]) -> APIStatusError:
         inner = message.get("error") if isinstance(message.get("error"), Mapping) else message
         code = inner.get("code") if isinstance(inner, Mapping) else None
@@ -178,12 +191,23 @@ def _handshake_error(exc: BaseException) -> VoxgateError:
 
 
 def _retry_delay(policy: RetryPolicy, attempt: int, error: VoxgateError) -> float | None:
+    """The wait before opening the session again after ``error`` (``None``:
+    raise it); a retry is logged here so that both sessions report it alike."""
     if isinstance(error, APIStatusError):
         if error.status not in (429, 502, 503, 504):
             return None
     elif not isinstance(error, APIConnectionError):
         return None
-    return policy.delay(attempt, error.retry_after)
+    delay = policy.delay(attempt, error.retry_after)
+    if delay is not None:
+        log.info(
+            "retrying the WebSocket session in %.2f s (retry %d): %s",
+            delay,
+            attempt + 1,
+            error,
+            extra={"retry_delay": delay, "retry_after": error.retry_after},
+        )
+    return delay
 
 
 class _Base:
@@ -271,13 +295,6 @@ class Session(_Base):
                 delay = _retry_delay(self._settings.policy, attempt, error)
                 if delay is None:
                     raise
-                log.info(
-                    "retrying the WebSocket session in %.2f s (retry %d): %s",
-                    delay,
-                    attempt + 1,
-                    error,
-                    extra={"retry_delay": delay, "retry_after": error.retry_after},
-                )
                 time.sleep(delay)
                 attempt += 1
 
@@ -387,12 +404,9 @@ class Session(_Base):
                     message = ws.recv()
                 except ConnectionClosed as exc:
                     raise self._p.closed(exc) from exc
-                if isinstance(message, bytes):
-                    if not self._p.cancel_sent:
-                        self._p.bytes_received += len(message)
-                        yield message
-                elif self._p.handle(message) == "end":
-                    break
+                audio = self._p.receive(message)
+                if audio is not None:
+                    yield audio
         finally:
             if self._p.usage is not None:
                 self._join_feeder()  # it sent input.done: it is finishing
@@ -442,13 +456,6 @@ class AsyncSession(_Base):
                 delay = _retry_delay(self._settings.policy, attempt, error)
                 if delay is None:
                     raise
-                log.info(
-                    "retrying the WebSocket session in %.2f s (retry %d): %s",
-                    delay,
-                    attempt + 1,
-                    error,
-                    extra={"retry_delay": delay, "retry_after": error.retry_after},
-                )
                 await asyncio.sleep(delay)
                 attempt += 1
 
@@ -562,12 +569,9 @@ class AsyncSession(_Base):
                     message = await ws.recv()
                 except ConnectionClosed as exc:
                     raise self._p.closed(exc) from exc
-                if isinstance(message, bytes):
-                    if not self._p.cancel_sent:
-                        self._p.bytes_received += len(message)
-                        yield message
-                elif self._p.handle(message) == "end":
-                    break
+                audio = self._p.receive(message)
+                if audio is not None:
+                    yield audio
         finally:
             if self._feeder is not None and self._p.finished and not self._feeder.done():
                 # after audio.done it has nothing left to send; after an error
