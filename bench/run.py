@@ -305,8 +305,12 @@ async def cache() -> dict[str, Any]:
             if enabled == "true":
                 hit = loadgen.http_request(client, target)
                 await hit(0)  # stored from here on
-                for streams, per_stream in ((1, 200), (32, 20)):
-                    result = await loadgen.run_closed(hit, streams, per_stream, label="hit")
+                # A hit takes about a millisecond: the usual half-second ramp
+                # would start the 32 streams one after another, not together.
+                for streams, per_stream in ((1, 500), (32, 100)):
+                    result = await loadgen.run_closed(
+                        hit, streams, per_stream, label="hit", ramp_s=0.02
+                    )
                     rows.append(result.report())
             samples: list[loadgen.Sample] = []
             syntheses = 0
