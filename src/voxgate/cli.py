@@ -370,7 +370,7 @@ def worker(
     try:
         status = run_worker(settings, WorkerOptions(engine, uds, register, parent_pid))
     except WorkerSetupError as exc:
-        _fail("invalid_config", str(exc), "Configure the engine in VOXGATE_ENGINES.")
+        _fail("invalid_config", str(exc), exc.hint)
     raise typer.Exit(status)
 
 

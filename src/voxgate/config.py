@@ -217,6 +217,13 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(1.0, gt=0)  # registration expires after 3
     worker_drain_s: float = Field(60.0, ge=0)
     worker_token: SecretStr | None = None  # bearer token between gateways and workers
+    # TLS between gateways and workers (worker/tls.py): a worker with a
+    # certificate and key serves https://; gateways verify workers against
+    # worker_tls_ca (a CA bundle, or the workers' self-signed certificate),
+    # else the system's trust store.
+    worker_tls_cert: Path | None = None
+    worker_tls_key: Path | None = None
+    worker_tls_ca: Path | None = None
 
     @field_validator("data_dir")
     @classmethod

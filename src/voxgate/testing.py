@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ class _Process:
         self._env = dict(env or {})
         self._args = args or []
         self.headers: dict[str, str] = {}
+        self.verify: ssl.SSLContext | bool = True  # for https: whom to trust
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -76,7 +78,9 @@ class _Process:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.what} exited early:\n{self.log()}")
             try:
-                ready = httpx.get(self.url + self.ready_path, headers=self.headers, timeout=1)
+                ready = httpx.get(
+                    self.url + self.ready_path, headers=self.headers, timeout=1, verify=self.verify
+                )
                 if ready.status_code == 200:
                     return
             except httpx.HTTPError:
@@ -165,6 +169,10 @@ class WorkerProcess(_Process):
         self.engine = engine
         token = self._env.get("VOXGATE_WORKER_TOKEN")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        cert = self._env.get("VOXGATE_WORKER_TLS_CERT")
+        if cert:  # serving TLS with a self-signed certificate for 127.0.0.1
+            self.url = f"https://127.0.0.1:{self.port}"
+            self.verify = ssl.create_default_context(cafile=cert)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "voxgate", "worker", "--engine", self.engine]
@@ -179,7 +187,9 @@ class WorkerProcess(_Process):
         return self
 
     def health(self) -> dict[str, Any]:
-        health = httpx.get(self.url + self.ready_path, headers=self.headers, timeout=5)
+        health = httpx.get(
+            self.url + self.ready_path, headers=self.headers, timeout=5, verify=self.verify
+        )
         document: dict[str, Any] = health.json()
         return document
 

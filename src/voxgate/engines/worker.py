@@ -30,6 +30,10 @@ restarting). After the first audio a failure ends the stream with
 worse than a clean, detectable failure. A connection failure takes the
 worker out of routing at once; it comes back when it answers again.
 
+Workers at ``https://`` URLs (a worker started with a TLS certificate, see
+:mod:`voxgate.worker.tls`) are verified against ``tls_ca``, else
+``VOXGATE_WORKER_TLS_CA``, else the system's trust store; never unverified.
+
 Like other remote engines it is ready once started, whether or not a worker
 is serving (a gateway without workers still answers, with a clean 503
 ``engine_unavailable``); ``healthy`` says whether one is, for ``/readyz``.
@@ -45,8 +49,10 @@ import asyncio
 import dataclasses
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from voxgate import errors
@@ -64,6 +70,7 @@ from voxgate.errors import (
 from voxgate.worker.client import WorkerClient, WorkerFailure, WorkerInfo
 from voxgate.worker.protocol import ProtocolError
 from voxgate.worker.registry import WorkerRecord, WorkerRegistry
+from voxgate.worker.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +173,7 @@ class WorkerEngine(Engine):
         refresh_s: float = 1.0,
         wait_for_worker_s: float = 3.0,
         token_env: str | None = None,
+        tls_ca: str | None = None,
         redis_url: str | None = None,
         redis_prefix: str | None = None,
         connections: int = 64,
@@ -178,7 +186,7 @@ class WorkerEngine(Engine):
         if options:
             raise TypeError(
                 f"engine {name!r} (worker): unknown options {sorted(options)}; known: urls, "
-                "engine, refresh_s, wait_for_worker_s, token_env, redis_url, redis_prefix, "
+                "engine, refresh_s, wait_for_worker_s, token_env, tls_ca, redis_url, redis_prefix, "
                 f"connections, {', '.join(_REMOTE_OPTIONS)}"
             )
         if not self.managed and bool(urls) == bool(engine):
@@ -195,6 +203,10 @@ class WorkerEngine(Engine):
         self.refresh_s = refresh_s
         self.wait_for_worker_s = wait_for_worker_s
         self._token_env = token_env
+        if tls_ca is not None and not Path(tls_ca).expanduser().is_file():
+            raise ValueError(f"engine {name!r} (worker): tls_ca {tls_ca} is not a readable file")
+        self._tls_ca = Path(tls_ca) if tls_ca is not None else None
+        self._tls: ssl.SSLContext | None = None
         self._redis_url = redis_url
         self._redis_prefix = redis_prefix
         self._connections = connections
@@ -254,6 +266,7 @@ class WorkerEngine(Engine):
     async def start(self) -> None:
         self._change = asyncio.Event()
         self._token = self._resolve_token()
+        self._tls = self._resolve_tls()
         if self.urls:
             for url in self.urls:
                 self._add(url, url)
@@ -316,7 +329,9 @@ class WorkerEngine(Engine):
         if self.urls:
             checks = []
             for url in self.urls:
-                client = WorkerClient(url, self.options, token=self._resolve_token())
+                client = WorkerClient(
+                    url, self.options, token=self._resolve_token(), tls=self._resolve_tls()
+                )
                 try:
                     info = await client.info()
                     checks.append(
@@ -490,7 +505,9 @@ class WorkerEngine(Engine):
         worker = WorkerState(
             key,
             url,
-            WorkerClient(url, self.options, token=self._token, connections=self._connections),
+            WorkerClient(
+                url, self.options, token=self._token, connections=self._connections, tls=self._tls
+            ),
         )
         self._workers[key] = worker
         return worker
@@ -648,6 +665,16 @@ class WorkerEngine(Engine):
 
         token = load_settings().worker_token
         return token.get_secret_value() if token else None
+
+    def _resolve_tls(self) -> ssl.SSLContext:
+        """How https:// workers are verified: this engine's ``tls_ca``, else
+        ``VOXGATE_WORKER_TLS_CA``, else the system's trust store."""
+        ca = self._tls_ca
+        if ca is None:
+            from voxgate.config import load_settings
+
+            ca = load_settings().worker_tls_ca
+        return client_context(ca)
 
     def _connect_redis(self) -> Any:
         from voxgate.config import load_settings

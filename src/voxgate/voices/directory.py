@@ -4,6 +4,12 @@ A caller may name a voice by an engine speaker id (``en-us-f3``), an alias
 the engine declares (CosyVoice's ``中文女``, OpenAI's ``alloy``), or an alias
 from configuration (``VOXGATE_VOICE_ALIASES``). Matching ignores case and
 surrounding space so ``Alloy`` works too.
+
+An engine that has never been reached (a ``worker`` engine whose workers are
+all down) cannot say which speakers it has; a name it does not know then
+means "unknown yet", answered 503 ``engine_unavailable`` with ``Retry-After``,
+not 400 ``voice_not_found``, which would tell the caller to fix a request that
+may well be right.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 
 from voxgate import errors
 from voxgate.engines.base import Engine, Speaker
-from voxgate.errors import RequestError
+from voxgate.errors import EngineUnavailable, RequestError
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,16 @@ class ResolvedVoice:
 
 def _key(name: str) -> str:
     return name.strip().casefold()
+
+
+def _unless_unreachable(engine: Engine) -> None:
+    """Raise 503 when the engine's speakers are unknown because it is down."""
+    if engine.healthy is False and not engine.speakers():
+        raise EngineUnavailable(
+            f"engine {engine.name!r} cannot be reached, so its voices are not known yet",
+            hint=f"Retry shortly; GET /v1/engines/{engine.name} says why it is down.",
+            retry_after=5,
+        )
 
 
 class VoiceDirectory:
@@ -53,6 +69,7 @@ class VoiceDirectory:
         if name is None:
             speaker = engine.default_speaker()
             if speaker is None:
+                _unless_unreachable(engine)
                 raise RequestError(
                     f"engine {engine.name!r} has no built-in speakers; a voice is required",
                     code=errors.VOICE_NOT_FOUND,
@@ -62,6 +79,7 @@ class VoiceDirectory:
             return ResolvedVoice(speaker, None)
         speaker = self._lookup(engine, name)
         if speaker is None:
+            _unless_unreachable(engine)
             aliases = [a for s in engine.speakers() for a in s.aliases][:6]
             examples = f" Names such as {', '.join(aliases)} also work." if aliases else ""
             raise RequestError(

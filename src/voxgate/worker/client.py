@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,10 +117,12 @@ class WorkerClient:
         *,
         token: str | None = None,
         connections: int = 64,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
         self.options = options
         self._token = token
+        self._tls = tls  # verifies https:// workers (None: the system's trust store)
         self._connections = connections
         self._client: httpx.AsyncClient | None = None
         self._fast: Http1Pool | None = None
@@ -142,6 +145,7 @@ class WorkerClient:
                 timeout=self.options.httpx_timeout(),
                 limits=limits,
                 transport=transport,
+                verify=self._tls or True,
             )
         return self._client
 
@@ -194,6 +198,7 @@ class WorkerClient:
                 read_timeout=self.options.read_timeout_s,
                 headers=headers,
                 max_idle=self._connections,
+                tls=self._tls,
             )
         return self._fast
 

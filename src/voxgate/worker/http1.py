@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
@@ -129,8 +130,10 @@ class Response:
 
 
 class Http1Pool:
-    """Keep-alive connections to one server (``http://host:port`` or a Unix
-    socket path); as many at once as there are calls."""
+    """Keep-alive connections to one server (``http://host:port``,
+    ``https://host:port`` or a Unix socket path); as many at once as there
+    are calls. ``https`` verifies the server with ``tls`` (default: the
+    system's trust store)."""
 
     def __init__(
         self,
@@ -141,12 +144,15 @@ class Http1Pool:
         read_timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
         max_idle: int = 64,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(url)
-        if uds is None and (parts.scheme != "http" or not parts.hostname):
-            raise ValueError(f"only http:// URLs or Unix sockets, got {url!r}")
+        if uds is None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"only http:// or https:// URLs or Unix sockets, got {url!r}")
         self._host = parts.hostname or "worker"
-        self._port = parts.port or 80
+        secure = uds is None and parts.scheme == "https"
+        self._port = parts.port or (443 if secure else 80)
+        self._tls = (tls or ssl.create_default_context()) if secure else None
         self._uds = uds
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -188,7 +194,7 @@ class Http1Pool:
                 reader, writer = await asyncio.open_unix_connection(self._uds, limit=1 << 20)
             else:
                 reader, writer = await asyncio.open_connection(
-                    self._host, self._port, limit=1 << 20
+                    self._host, self._port, limit=1 << 20, ssl=self._tls
                 )
         return _Connection(reader, writer)
 

@@ -45,7 +45,7 @@ from voxgate.audio.prompt import PromptAudio
 from voxgate.config import EngineConfig, Settings
 from voxgate.engines.base import Engine, EngineRequest, Notice
 from voxgate.errors import EngineError, EngineUnavailable, RequestError, VoxgateError
-from voxgate.worker import protocol
+from voxgate.worker import protocol, tls
 from voxgate.worker.protocol import FrameDecoder, FrameType, ProtocolError
 from voxgate.worker.registry import Heartbeat, WorkerRecord, WorkerRegistry
 
@@ -69,6 +69,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 class WorkerSetupError(Exception):
     """The worker cannot start as asked (unknown engine, bad configuration)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint or "Configure the engine in VOXGATE_ENGINES."
 
 
 def rss_bytes() -> int:
@@ -454,6 +458,20 @@ class _Server(uvicorn.Server):
         self._on_exit()
 
 
+def _tls_files(settings: Settings, options: WorkerOptions) -> tuple[Path, Path] | None:
+    """The certificate and key to serve with; none on a Unix socket (a
+    supervised child inherits the gateway's settings but is private to it)."""
+    if options.uds is not None:
+        return None
+    try:
+        return tls.server_files(settings)
+    except tls.TlsSetupError as exc:
+        raise WorkerSetupError(
+            str(exc),
+            hint="Set VOXGATE_WORKER_TLS_CERT and VOXGATE_WORKER_TLS_KEY to PEM files, or neither.",
+        ) from None
+
+
 def advertised_url(settings: Settings, options: WorkerOptions, port: int) -> str:
     if options.uds is not None:
         return f"unix:{options.uds}"
@@ -464,7 +482,8 @@ def advertised_url(settings: Settings, options: WorkerOptions, port: int) -> str
         host = socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    scheme = "https" if _tls_files(settings, options) else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 def run_worker(settings: Settings, options: WorkerOptions) -> int:
@@ -480,11 +499,14 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
 
 def _uvicorn_config(settings: Settings, options: WorkerOptions) -> uvicorn.Config:
     placeholder: Any = None  # the app is set once the engine exists
+    tls = _tls_files(settings, options)
     return uvicorn.Config(
         placeholder,
         host=settings.worker_host,
         port=settings.worker_port,
         uds=str(options.uds) if options.uds else None,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
         lifespan="off",
         log_config=None,
         access_log=False,
