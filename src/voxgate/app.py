@@ -26,6 +26,7 @@ from voxgate.api.voices import routes as voice_routes
 from voxgate.asr.base import build_transcriber
 from voxgate.config import Settings, load_settings
 from voxgate.engines.registry import EngineRegistry
+from voxgate.heap import freeze_startup_heap
 from voxgate.jobs.setup import build_jobs
 from voxgate.obs.metrics import Metrics
 from voxgate.obs.observer import RequestObserver
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pipeline, settings, authenticator, limits=limits, observers=tuple(observers)
             )
             await grpc_server.start()
+        freeze_startup_heap()
         log.info(
             "voxgate ready: http://%s:%d (engines: %s; API docs at /docs)",
             settings.host,

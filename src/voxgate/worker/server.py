@@ -45,6 +45,7 @@ from voxgate.audio.prompt import PromptAudio
 from voxgate.config import EngineConfig, Settings
 from voxgate.engines.base import Engine, EngineRequest, Notice
 from voxgate.errors import EngineError, EngineUnavailable, RequestError, VoxgateError
+from voxgate.heap import freeze_startup_heap
 from voxgate.worker import protocol, tls
 from voxgate.worker.protocol import FrameDecoder, FrameType, ProtocolError
 from voxgate.worker.registry import Heartbeat, WorkerRecord, WorkerRegistry
@@ -562,6 +563,7 @@ async def _serve(
         server.should_exit = True
         await serving
         return 1
+    freeze_startup_heap()
     service.ready = True
     url = advertised_url(settings, options, _bound_port(server))
     if options.register and settings.redis_url:
