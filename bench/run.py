@@ -27,6 +27,8 @@ Scenarios:
               time to first audio over the simulated engine at 1, 8, 32 streams
   jobs        job throughput (audio seconds per wall second) with the simulated
               engine on one `voxgate worker` and on two
+  gc          full garbage collections in the server under 32 streams, with the
+              start-up heap frozen (the default) and without
 """
 
 from __future__ import annotations
@@ -725,6 +727,69 @@ async def jobs() -> dict[str, Any]:
     return {"scenario": "jobs", "engine": JOB_ENGINE, "rows": rows, "scaling": round(ratio, 2)}
 
 
+GC_PROBE = """\
+import gc, json, os, time
+_log = os.environ.get("VOXGATE_GC_PROBE_LOG")
+if _log:
+    _started = [0.0]
+    def _probe(phase, info):
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            _started[0] = time.perf_counter()
+            return
+        pause = (time.perf_counter() - _started[0]) * 1000
+        with open(_log, "a") as out:
+            out.write(json.dumps({"pid": os.getpid(), "at": time.time(), "pause_ms": pause,
+                                  "objects": len(gc.get_objects(2))}) + "\\n")
+    gc.callbacks.append(_probe)
+"""
+
+
+async def gc_pauses() -> dict[str, Any]:
+    """Full (generation-2) garbage collections in the server while it serves
+    32 streams, with the start-up heap frozen (the default) and without: a
+    ``gc.callbacks`` probe, loaded through ``sitecustomize``, logs each one."""
+    rows: list[dict[str, Any]] = []
+    collections: list[dict[str, Any]] = []
+    for freeze in ("false", "true"):
+        with tempfile.TemporaryDirectory() as tmp:
+            probe_dir, log = Path(tmp) / "probe", Path(tmp) / "gc.jsonl"
+            probe_dir.mkdir()
+            (probe_dir / "sitecustomize.py").write_text(GC_PROBE)
+            env = {
+                "VOXGATE_ENGINES": sim_engines(**OVERHEAD_ENGINE),
+                "VOXGATE_QUEUE_SIZE": "512",
+                "VOXGATE_CACHE_ENABLED": "false",
+                "VOXGATE_GC_FREEZE": freeze,
+                "VOXGATE_GC_PROBE_LOG": str(log),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(probe_dir), os.environ.get("PYTHONPATH")])
+                ),
+            }
+            with ServerProcess(Path(tmp) / "data", env) as server:
+                assert server.process is not None
+                ready_at = time.time()
+                target = loadgen.Target(voice="alloy", format="pcm", model="sim")
+                label = "frozen" if freeze == "true" else "not frozen"
+                rows += await http_levels(server, target, {32: 60}, f"32 streams, {label}")
+                pid = server.process.pid
+            lines = log.read_text().splitlines() if log.exists() else []
+            seen = [json.loads(line) for line in lines]
+            serving = [c for c in seen if c["pid"] == pid and c["at"] > ready_at]
+            pauses = sorted(c["pause_ms"] for c in serving)
+            collections.append(
+                {
+                    "heap": label,
+                    "full_collections": len(serving),
+                    "objects": [min((c["objects"] for c in serving), default=0),
+                                max((c["objects"] for c in serving), default=0)],
+                    "pause_ms": [round(p, 1) for p in pauses],
+                }
+            )  # fmt: skip
+    return {"scenario": "gc", "engine": OVERHEAD_ENGINE, "rows": rows, "gc": collections}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "espeak": espeak,
     "overhead": overhead,
@@ -738,6 +803,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ws": ws,
     "grpc": grpc_overhead,
     "jobs": jobs,
+    "gc": gc_pauses,
 }
 
 
@@ -788,6 +854,12 @@ def show(result: dict[str, Any]) -> None:
         for o in result["hop"]:
             cells = ("path", "concurrency", "p50_ms", "p90_ms", "p99_ms", "gateway_cpu_ms")
             print("| " + " | ".join(str(o[c]) for c in cells) + " |")
+    if "gc" in result:
+        print("\n| heap | full collections while serving | objects walked | pauses ms |")
+        print("|---|---|---|---|")
+        for g in result["gc"]:
+            low, high = g["objects"]
+            print(f"| {g['heap']} | {g['full_collections']} | {low}-{high} | {g['pause_ms']} |")
     if "overhead" in result:
         print("\n| streams | overhead p50 ms | p90 | p99 | gateway CPU ms/req |")
         print("|---|---|---|---|---|")

@@ -111,7 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 pipeline, settings, authenticator, limits=limits, observers=tuple(observers)
             )
             await grpc_server.start()
-        freeze_startup_heap()
+        if settings.gc_freeze:
+            freeze_startup_heap()
         log.info(
             "voxgate ready: http://%s:%d (engines: %s; API docs at /docs)",
             settings.host,

@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(1.0, gt=0)  # registration expires after 3
     worker_drain_s: float = Field(60.0, ge=0)
     worker_token: SecretStr | None = None  # bearer token between gateways and workers
+    # Freeze the start-up heap out of full GC passes once ready (heap.py);
+    # off only to measure what it saves (bench/run.py gc)
+    gc_freeze: bool = True
     # TLS between gateways and workers (worker/tls.py): a worker with a
     # certificate and key serves https://; gateways verify workers against
     # worker_tls_ca (a CA bundle, or the workers' self-signed certificate),

@@ -563,7 +563,8 @@ async def _serve(
         server.should_exit = True
         await serving
         return 1
-    freeze_startup_heap()
+    if settings.gc_freeze:
+        freeze_startup_heap()
     service.ready = True
     url = advertised_url(settings, options, _bound_port(server))
     if options.register and settings.redis_url:
