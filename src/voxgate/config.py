@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base of links in callbacks
     celery_broker_url: str | None = None  # defaults to VOXGATE_REDIS_URL
     celery_visibility_timeout_s: float = Field(3600.0, gt=0)
+    # /metrics and /healthz of a Celery job worker, on VOXGATE_HOST (unset: off)
+    celery_metrics_port: int | None = Field(None, ge=0)
     # Where audio lives (prompts, features, job results): a shared filesystem
     # path in the distributed mode, so every gateway and worker sees the same.
     blob_dir: Path | None = None

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.redis import redis_env
-from voxgate.testing import ServerProcess, WorkerProcess
+from voxgate.testing import ServerProcess, WorkerProcess, free_port
 
 SIM = {"first_chunk_ms": 100, "rtf": 0.15, "chunk_ms": 200, "capacity": 4}
 SENTENCES = [f"Distributed sentence number {i} is spoken." for i in range(12)]
@@ -160,7 +161,10 @@ def test_gateways_engine_workers_and_a_celery_worker(
     try:
         for g in gateways:
             g.start()
-        celery = CeleryWorker(tmp_path / "cw", env)
+        metrics_port = free_port()
+        celery = CeleryWorker(
+            tmp_path / "cw", {**env, "VOXGATE_CELERY_METRICS_PORT": str(metrics_port)}
+        )
         celery.wait_ready()
         a, b = gateways
         for g in gateways:
@@ -200,6 +204,21 @@ def test_gateways_engine_workers_and_a_celery_worker(
             )
         assert pcm_of(audio) == expected
         assert engines[1].health()["served"] > spread[1] + served[1]
+        # The job worker is scraped like a gateway: its segments, by outcome.
+        base_url = f"http://127.0.0.1:{metrics_port}"
+        assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
+        families = {
+            f.name: f for f in text_string_to_metric_families(httpx.get(f"{base_url}/metrics").text)
+        }
+        segments = [
+            s
+            for s in families["voxgate_requests"].samples
+            if s.name == "voxgate_requests_total" and s.labels["route"] == "job:segment"
+        ]
+        ok = sum(s.value for s in segments if s.labels["status"] == "200")
+        assert ok >= job["progress"]["segments_total"]
+        characters = families["voxgate_characters"].samples[0].value
+        assert characters >= sum(len(s) for s in SENTENCES)  # each at least once
     finally:
         if celery is not None:
             celery.stop()

@@ -18,22 +18,34 @@ Delivery guarantees come from two layers:
   continues on another worker within about one lease period, whatever died.
 
 Each worker process builds one runtime (database, engines, pipeline) on an
-asyncio loop in a background thread, once, and runs every task on it.
+asyncio loop in a background thread, once, and runs every task on it. With
+``VOXGATE_CELERY_METRICS_PORT`` that loop also serves ``/metrics`` (the same
+series as a gateway's, for the job segments this worker synthesizes) and
+``/healthz``, so job workers are scraped and probed like everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from celery import Celery, Task
+from prometheus_client import make_asgi_app
+from starlette.datastructures import State
+from starlette.types import Receive, Scope, Send
 
 from voxgate.config import Settings, load_settings
+from voxgate.heap import freeze_startup_heap
 from voxgate.obs.logging import configure_logging
+
+if TYPE_CHECKING:
+    from voxgate.obs.metrics import Metrics
 
 log = logging.getLogger("voxgate.jobs")
 
@@ -74,6 +86,7 @@ class _Runtime:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self._ready: Future[None] = asyncio.run_coroutine_threadsafe(self._build(), self.loop)
+        self._metrics_server: Any = None
 
     async def _build(self) -> None:
         from voxgate.asr.base import build_transcriber
@@ -81,7 +94,9 @@ class _Runtime:
         from voxgate.jobs.runner import JobRunner
         from voxgate.jobs.setup import runner_config
         from voxgate.jobs.store import JobStore
+        from voxgate.obs.metrics import Metrics
         from voxgate.pipeline import Pipeline
+        from voxgate.serving.breaker import breaker_factory
         from voxgate.serving.redis import RedisConnection
         from voxgate.store.blobs import LocalBlobStore
         from voxgate.store.db import Database
@@ -93,7 +108,7 @@ class _Runtime:
         redis = None
         if settings.redis_url:
             redis = RedisConnection(settings.redis_url, settings.redis_prefix)
-        registry = EngineRegistry.from_settings(settings)
+        registry = EngineRegistry.from_settings(settings, breaker_factory(settings, redis))
         db = Database(settings.db_url)
         await db.migrate()
         blobs = LocalBlobStore(settings.blob_path)
@@ -105,7 +120,14 @@ class _Runtime:
         await registry.start()
         await library.start()
         self.store = JobStore(db, blobs)
-        self.runner = JobRunner(pipeline, self.store, runner_config(settings))
+        observers = []
+        if settings.metrics_enabled and settings.celery_metrics_port is not None:
+            metrics = Metrics(pipeline, State())  # no cache or HTTP routes here
+            observers.append(metrics)
+            self._metrics_server = await _serve_metrics(metrics, settings)
+        self.runner = JobRunner(pipeline, self.store, runner_config(settings), observers=observers)
+        if settings.gc_freeze:
+            freeze_startup_heap()
 
     def run(self, job_id: str) -> float | None:
         """Run the job; or the seconds after which to look again (another
@@ -131,6 +153,45 @@ class _Runtime:
         state = await self.runner.run(claimed)
         log.info("job ended", extra={"job_id": job_id, "state": state.value})
         return None
+
+
+async def _serve_metrics(metrics: Metrics, settings: Settings) -> uvicorn.Server | None:
+    """``/metrics`` and ``/healthz`` on the runtime's loop: the collectors read
+    the pipeline from the thread that changes it, as on a gateway."""
+    exposition = make_asgi_app(metrics.registry)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+            return
+        await exposition(scope, receive, send)  # any other path: the metrics
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.celery_metrics_port or 0,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(), name="celery-metrics")
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.02)
+    if task.done():  # uvicorn logged why; jobs run on without an endpoint
+        with contextlib.suppress(BaseException):
+            await task
+        log.error("job worker metrics cannot listen on %s:%d", settings.host, config.port)
+        return None
+    log.info("job worker metrics on http://%s:%d/metrics", settings.host, config.port)
+    return server
 
 
 _runtime: _Runtime | None = None
