@@ -232,6 +232,30 @@ async def test_redis_breakers_are_shared_between_gateways(clock: Clock, redis_pr
         await b.close()
 
 
+async def test_redis_breakers_keep_time_by_redis_not_by_the_gateway(
+    redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gateways whose clocks are an hour apart open and cool down together:
+    without a test clock, the scripts read Redis's ``TIME``."""
+    redis = RedisConnection(REDIS_URL, redis_prefix)
+    try:
+        breaker = RedisBreakers(POLICY, redis).breaker("sim#0")
+        await calls(breaker, "f" * POLICY.min_calls)
+        seconds, micros = await redis.client.time()
+        server_now = seconds + micros / 1e6
+        opened_at = float(await redis.client.hget(redis.key("breaker", "sim#0"), "opened_at"))
+        assert abs(opened_at - server_now) < 1.0
+        monkeypatch.setattr("time.time", lambda: server_now + 3600.0)  # a skewed gateway
+        skewed = RedisBreakers(POLICY, redis).breaker("sim#0")
+        snap = await skewed.snapshot()
+        assert snap.state is BreakerState.OPEN  # not "cooled down an hour ago"
+        assert snap.retry_after_s is not None
+        assert 58.0 < snap.retry_after_s <= 60.0
+        assert await skewed.acquire() is None
+    finally:
+        await redis.close()
+
+
 def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="failure_rate"):
         BreakerPolicy(failure_rate=1.5)

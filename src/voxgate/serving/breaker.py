@@ -14,9 +14,9 @@ Two implementations behind one interface (DESIGN rule 7):
 * :class:`RedisBreaker` keeps them in Redis, so that every gateway sharing it
   sees the same counts and opens, probes and closes together. Each change is
   one Lua script: the read-decide-write cannot interleave with another
-  gateway's. Timestamps come from the caller's clock (wall time by default,
-  so gateways on NTP-synchronized hosts agree), which keeps the two
-  implementations testable with the same injected clock.
+  gateway's. Time is Redis's own (``TIME`` inside the script), so gateways
+  whose clocks disagree still agree on windows and cool-downs; tests inject
+  a clock instead, the same one they give :class:`LocalBreaker`.
 
 Only engine faults are recorded as failures; the caller decides what is one
 (:class:`Outcome`). Every call goes through a :class:`Permit` carrying the
@@ -299,6 +299,14 @@ class LocalBreakers(BreakerFactory):
 
 _COMMON = """
 local function num(v, d) if v then return tonumber(v) else return d end end
+-- ARGV[1]: now in seconds, or "" for Redis's own clock (what production uses:
+-- gateways whose clocks disagree still agree on windows and cool-downs)
+local function clock()
+  local given = tonumber(ARGV[1])
+  if given then return given end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local function load()
   local f = redis.call('HMGET', KEYS[1], 'state', 'gen', 'opened_at', 'half_at', 'claimed', 'ok')
   return f[1] or 'closed', num(f[2], 0), num(f[3], 0), num(f[4], 0), num(f[5], 0), num(f[6], 0)
@@ -331,7 +339,7 @@ end
 _ACQUIRE = (
     _COMMON
     + """
-local now, cooldown, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, cooldown, limit = clock(), tonumber(ARGV[2]), tonumber(ARGV[3])
 local state, gen, opened_at, half_at, claimed = load()
 if state == 'closed' then return {'1', tostring(gen), '0', state, ''} end
 if state == 'open' then
@@ -357,7 +365,7 @@ return {'1', tostring(gen), '1', state, ''}
 _RECORD = (
     _COMMON
     + """
-local now = tonumber(ARGV[1])
+local now = clock()
 local state, gen, opened_at, half_at, claimed, ok = load()
 if tonumber(ARGV[2]) ~= gen then return {state} end
 local outcome = ARGV[4]
@@ -396,7 +404,7 @@ return {state}
 _SNAPSHOT = (
     _COMMON
     + """
-local now, cooldown, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, cooldown, limit = clock(), tonumber(ARGV[2]), tonumber(ARGV[3])
 local state, gen, opened_at, half_at, claimed = load()
 if state == 'closed' then
   local calls, failures = counts(now, tonumber(ARGV[4]), tonumber(ARGV[5]), false)
@@ -428,11 +436,11 @@ class RedisBreaker(Breaker):
     endpoint; it must not become the reason every request fails."""
 
     def __init__(
-        self, name: str, policy: BreakerPolicy, redis: RedisConnection, clock: Clock
+        self, name: str, policy: BreakerPolicy, redis: RedisConnection, clock: Clock | None
     ) -> None:
         super().__init__(name, policy)
         self._redis = redis
-        self._clock = clock
+        self._clock = clock  # None: Redis's clock (see _COMMON)
         self._keys = [redis.key("breaker", name), redis.key("breaker", name, "window")]
         client = redis.client
         self._acquire = client.register_script(_ACQUIRE)
@@ -446,7 +454,7 @@ class RedisBreaker(Breaker):
             allowed, gen, probe, state, wait = map(
                 _text,
                 await self._acquire(
-                    keys=self._keys, args=[self._clock(), p.cooldown_s, p.half_open_calls]
+                    keys=self._keys, args=[self._now(), p.cooldown_s, p.half_open_calls]
                 ),
             )
         except (RedisError, OSError) as exc:
@@ -464,7 +472,7 @@ class RedisBreaker(Breaker):
             return  # changes nothing; spare the round trip
         p = self.policy
         args: list[str | int | float] = [
-            self._clock(),
+            self._now(),
             permit.generation,
             int(permit.probe),
             _OUTCOME_ARG[outcome],
@@ -484,7 +492,7 @@ class RedisBreaker(Breaker):
 
     async def snapshot(self) -> BreakerSnapshot:
         p = self.policy
-        args = [self._clock(), p.cooldown_s, p.half_open_calls, p.bucket_s, p.buckets]
+        args = [self._now(), p.cooldown_s, p.half_open_calls, p.bucket_s, p.buckets]
         try:
             state, calls, failures, allows, wait = map(
                 _text, await self._snapshot(keys=self._keys, args=args)
@@ -502,6 +510,9 @@ class RedisBreaker(Breaker):
         self._last = snap
         return snap
 
+    def _now(self) -> float | str:
+        return "" if self._clock is None else self._clock()
+
     def _unreachable(self, exc: BaseException) -> None:
         now = time.monotonic()
         if now - self._warned_at >= _WARN_EVERY_S:
@@ -510,8 +521,11 @@ class RedisBreaker(Breaker):
 
 
 class RedisBreakers(BreakerFactory):
+    """Breakers whose state is in Redis, shared by every gateway. Time is
+    Redis's own (``TIME`` inside each script) unless a test passes ``clock``."""
+
     def __init__(
-        self, policy: BreakerPolicy, redis: RedisConnection, clock: Clock = time.time
+        self, policy: BreakerPolicy, redis: RedisConnection, clock: Clock | None = None
     ) -> None:
         super().__init__(policy)
         self._redis = redis
