@@ -61,8 +61,11 @@ import java.util.function.IntPredicate;
  * {@code min(maxBackoff, initialBackoff * 2^retry)}). Other statuses are never
  * retried, nor is a call whose response already started (voxgate only
  * answers 429/503 before any audio, so audio written to your stream is never
- * repeated). Job submission carries an {@code Idempotency-Key}, so a retried
- * submit never starts a second job.
+ * repeated), except where going on repeats nothing: a job's event stream is
+ * reopened after a drop ({@link #watchJob}), and a job's audio download
+ * continues with a {@code Range} request ({@link #downloadJobAudio(String,
+ * OutputStream)}). Job submission carries an {@code Idempotency-Key}, so a
+ * retried submit never starts a second job.
  *
  * <p>Instances are immutable and thread-safe: build one per voxgate base URL
  * and share it.
@@ -80,6 +83,8 @@ public final class VoxgateClient {
     private final Duration maxRetryAfter;
     private final Executor executor;
     private final Consumer<RetryEvent> retryListener;
+    private final boolean jobEvents;
+    private final Duration eventIdleTimeout;
 
     private VoxgateClient(Builder b) {
         this.baseUrl = b.baseUrl;
@@ -91,6 +96,8 @@ public final class VoxgateClient {
         this.maxRetryAfter = b.maxRetryAfter;
         this.executor = b.executor;
         this.retryListener = b.retryListener;
+        this.jobEvents = b.jobEvents;
+        this.eventIdleTimeout = b.eventIdleTimeout;
         if (b.httpClient != null) {
             this.http = b.httpClient;
         } else {
@@ -305,12 +312,23 @@ public final class VoxgateClient {
     }
 
     /**
-     * Polls the job every {@code pollInterval} until it ends (succeeded,
-     * failed or cancelled: check {@link Job#isSucceeded()}), calling
-     * {@code onProgress} (may be null) with each snapshot that differs from the
-     * previous one, the first and the last included. {@code timeout} null:
-     * no limit; else fails with {@code job_wait_timeout}. An exception thrown
-     * by {@code onProgress} ends the wait with that exception.
+     * Waits until the job ends (succeeded, failed or cancelled: check
+     * {@link Job#isSucceeded()}) and returns it, calling {@code onProgress}
+     * (may be null) with each snapshot that differs from the previous one,
+     * the first and the last included.
+     *
+     * <p>Follows the job's server-sent events as {@link #watchJob} does (no
+     * request per poll, and every change as soon as voxgate sees it); when
+     * the event stream cannot be used (not answered as {@code
+     * text/event-stream}, a 5xx, or dropped more than {@code maxRetries}
+     * times in a row), it falls back to polling {@code GET /v1/jobs/{id}}
+     * every {@code pollInterval}, each poll with the usual retries. With
+     * {@code Builder.jobEvents(false)} it only polls. 401, 403 and 404 end
+     * the wait with that error.
+     *
+     * <p>{@code timeout} null: no limit; else fails with {@code
+     * job_wait_timeout} (the job goes on). An exception thrown by
+     * {@code onProgress} ends the wait with that exception.
      */
     public Job waitForJob(String id, Duration pollInterval, Duration timeout, Consumer<Job> onProgress) {
         return await(waitForJobAsync(id, pollInterval, timeout, onProgress));
@@ -319,10 +337,44 @@ public final class VoxgateClient {
     public CompletableFuture<Job> waitForJobAsync(String id, Duration pollInterval, Duration timeout,
             Consumer<Job> onProgress) {
         Objects.requireNonNull(pollInterval, "pollInterval");
+        segment(id);
+        long deadline = deadline(timeout);
+        JobWatch.Progress progress = new JobWatch.Progress(onProgress);
         CompletableFuture<Job> result = new CompletableFuture<>();
         AtomicReference<CompletableFuture<?>> inflight = new AtomicReference<>();
-        AtomicReference<Job> last = new AtomicReference<>();
-        long deadline = timeout == null ? Long.MAX_VALUE : System.nanoTime() + timeout.toNanos();
+        propagateCancel(result, inflight);
+        if (!jobEvents) {
+            poll(id, pollInterval, deadline, timeout, progress, result, inflight);
+            return result;
+        }
+        CompletableFuture<Job> watch = new JobWatch(this, id, deadline, timeout, progress, eventIdleTimeout).start();
+        inflight.set(watch);
+        watch.whenComplete((job, error) -> {
+            if (error == null) {
+                result.complete(job);
+                return;
+            }
+            Throwable cause = unwrap(error);
+            if (cause instanceof VoxgateException && progress.callbackFailure() == null
+                    && canPollInstead((VoxgateException) cause)) {
+                poll(id, pollInterval, deadline, timeout, progress, result, inflight);
+            } else {
+                result.completeExceptionally(cause);
+            }
+        });
+        return result;
+    }
+
+    /** Whether a failed event stream leaves polling worth a try (as the Python SDK's jobs.wait decides). */
+    private static boolean canPollInstead(VoxgateException e) {
+        int status = e.status();
+        String code = e.code();
+        return status != 401 && status != 403 && status != 404 && !"job_wait_timeout".equals(code)
+                && !"interrupted".equals(code);
+    }
+
+    private void poll(String id, Duration pollInterval, long deadline, Duration timeout, JobWatch.Progress progress,
+            CompletableFuture<Job> result, AtomicReference<CompletableFuture<?>> inflight) {
         Runnable[] poll = new Runnable[1];
         poll[0] = () -> {
             if (result.isDone()) {
@@ -335,20 +387,17 @@ public final class VoxgateClient {
                     result.completeExceptionally(unwrap(error));
                     return;
                 }
-                Job previous = last.getAndSet(job);
-                if (onProgress != null && changed(previous, job)) {
-                    try {
-                        onProgress.accept(job);
-                    } catch (RuntimeException | Error e) {
-                        result.completeExceptionally(e);
-                        return;
-                    }
+                try {
+                    progress.report(job);
+                } catch (RuntimeException | Error e) {
+                    result.completeExceptionally(e);
+                    return;
                 }
                 if (job.isTerminal()) {
                     result.complete(job);
                     return;
                 }
-                long left = deadline - System.nanoTime();
+                long left = deadline == Long.MAX_VALUE ? Long.MAX_VALUE : deadline - System.nanoTime();
                 if (left <= 0) {
                     result.completeExceptionally(VoxgateException.transport("job_wait_timeout",
                             "job " + id + " is still " + job.state() + " after " + timeout, null));
@@ -358,28 +407,69 @@ public final class VoxgateClient {
                 delayed(delay, TimeUnit.NANOSECONDS).execute(poll[0]);
             });
         };
-        propagateCancel(result, inflight);
         poll[0].run();
-        return result;
     }
 
-    private static boolean changed(Job previous, Job job) {
-        return previous == null || !Objects.equals(previous.state(), job.state())
-                || previous.segmentsDone() != job.segmentsDone() || previous.fraction() != job.fraction()
-                || previous.audioSeconds() != job.audioSeconds();
+    /**
+     * Follows the job over server-sent events ({@code GET /v1/jobs/{id}/events})
+     * until it ends, and returns the final job (check {@link Job#isSucceeded()}).
+     * {@code onProgress} (may be null) gets each snapshot that differs from the
+     * previous one, the first (the job's state when the stream opens) and the
+     * last included; an exception it throws ends the watch with that exception.
+     *
+     * <p>A dropped connection (broken, ended before the job, or silent for
+     * longer than {@code eventIdleTimeout}) is reopened: after the server's
+     * {@code retry} when it sent one, else after the client's jittered backoff,
+     * at most {@code maxRetries} drops in a row (a connection that delivered an
+     * event resets the count), each reopening with the usual retries (refused
+     * connections; 429/503 after their {@code Retry-After}) and with {@code
+     * Last-Event-ID} when the server gave its events ids. voxgate starts every
+     * stream with the job's current state, so nothing is missed. Errors are
+     * {@link VoxgateException}s: 404 {@code job_not_found}, {@code
+     * stream_interrupted} when the drops are used up, {@code invalid_response}
+     * for an answer that is not an event stream, {@code job_wait_timeout}
+     * after {@code timeout} (null: no limit). {@link #waitForJob} falls back to
+     * polling where this fails.
+     */
+    public Job watchJob(String id, Duration timeout, Consumer<Job> onProgress) {
+        return await(watchJobAsync(id, timeout, onProgress));
+    }
+
+    /** Asynchronous {@link #watchJob}: holds no thread while waiting; {@code onProgress} runs on the HTTP client's threads. */
+    public CompletableFuture<Job> watchJobAsync(String id, Duration timeout, Consumer<Job> onProgress) {
+        segment(id);
+        return new JobWatch(this, id, deadline(timeout), timeout, new JobWatch.Progress(onProgress),
+                eventIdleTimeout).start();
+    }
+
+    private static long deadline(Duration timeout) {
+        if (timeout == null) {
+            return Long.MAX_VALUE;
+        }
+        // no limit for anything over a century (nor an overflow)
+        if (timeout.compareTo(Duration.ofDays(36500)) > 0) {
+            return Long.MAX_VALUE;
+        }
+        return System.nanoTime() + Math.max(0, timeout.toNanos());
     }
 
     /**
      * {@code GET /v1/jobs/{id}/audio} into {@code out}, as it arrives
      * ({@code out} is not closed). Fails with 409 {@code job_not_finished}
-     * unless the job succeeded.
+     * unless the job succeeded. If the connection breaks midway, the download
+     * continues where it stopped with a {@code Range} request (voxgate serves
+     * byte ranges of job audio), at most {@code maxRetries} breaks in a row:
+     * no byte reaches {@code out} twice, and the returned info is the first
+     * answer's. Fails with {@code stream_interrupted} (see
+     * {@link VoxgateException#bytesDelivered()}) when it cannot continue.
      */
     public AudioInfo downloadJobAudio(String id, OutputStream out) {
         return await(downloadJobAudioAsync(id, out));
     }
 
     public CompletableFuture<AudioInfo> downloadJobAudioAsync(String id, OutputStream out) {
-        return streamTo(new Call("GET", "/v1/jobs/" + segment(id) + "/audio", null, null), out);
+        Objects.requireNonNull(out, "out");
+        return new JobDownload(this, id, out).start();
     }
 
     /** The job's audio into a file (replaced if it exists; removed again if the download fails). */
@@ -626,14 +716,7 @@ public final class VoxgateClient {
             CompletableFuture<Reply<T>> result, AtomicReference<CompletableFuture<?>> inflight, int status,
             String code, Duration retryAfter) {
         Duration delay = retryAfter != null ? retryAfter : backoff(retries);
-        if (retryListener != null) {
-            try {
-                retryListener.accept(new RetryEvent(call.method, call.path, retries + 1, status, code, delay,
-                        retryAfter));
-            } catch (RuntimeException ignored) {
-                // a listener must not break the call
-            }
-        }
+        notifyRetry(new RetryEvent(call.method, call.path, retries + 1, status, code, delay, retryAfter));
         delayed(delay.toNanos(), TimeUnit.NANOSECONDS)
                 .execute(() -> attempt(call, handler, delivered, retries + 1, result, inflight));
     }
@@ -646,7 +729,22 @@ public final class VoxgateClient {
         return Duration.ofMillis(ceiling == 0 ? 0 : ThreadLocalRandom.current().nextLong(ceiling + 1));
     }
 
-    private Executor delayed(long amount, TimeUnit unit) {
+    /** Tells the retry listener, if any; a listener that throws does not break the call. */
+    void notifyRetry(RetryEvent event) {
+        if (retryListener != null) {
+            try {
+                retryListener.accept(event);
+            } catch (RuntimeException ignored) {
+                // a listener must not break the call
+            }
+        }
+    }
+
+    int maxRetries() {
+        return maxRetries;
+    }
+
+    Executor delayed(long amount, TimeUnit unit) {
         return executor == null ? CompletableFuture.delayedExecutor(amount, unit)
                 : CompletableFuture.delayedExecutor(amount, unit, executor);
     }
@@ -809,17 +907,32 @@ public final class VoxgateClient {
         return q.toString();
     }
 
-    /** Writes each chunk to the caller's stream as it arrives, then asks for the next. */
-    private static final class OutputStreamSubscriber implements BodySubscriber<Long> {
+    /**
+     * Writes each chunk to the caller's stream as it arrives, then asks for
+     * the next; the first {@code skip} bytes are dropped (a resumed download's
+     * overlap).
+     */
+    static final class OutputStreamSubscriber implements BodySubscriber<Long> {
         private final OutputStream out;
         private final AtomicLong delivered;
         private final CompletableFuture<Long> body = new CompletableFuture<>();
         private Flow.Subscription subscription;
         private byte[] scratch = new byte[0];
+        private long skip;
 
         OutputStreamSubscriber(OutputStream out, AtomicLong delivered) {
+            this(out, delivered, 0);
+        }
+
+        OutputStreamSubscriber(OutputStream out, AtomicLong delivered, long skip) {
             this.out = out;
             this.delivered = delivered;
+            this.skip = skip;
+        }
+
+        /** Bytes still to be skipped: more than 0 when the body was shorter than the skip. */
+        long skipLeft() {
+            return skip;
         }
 
         @Override
@@ -833,6 +946,11 @@ public final class VoxgateClient {
             try {
                 int wrote = 0;
                 for (ByteBuffer b : buffers) {
+                    if (skip > 0) {
+                        int dropped = (int) Math.min(skip, b.remaining());
+                        b.position(b.position() + dropped);
+                        skip -= dropped;
+                    }
                     int n = b.remaining();
                     if (n == 0) {
                         continue;
@@ -892,6 +1010,8 @@ public final class VoxgateClient {
         private Executor executor;
         private HttpClient httpClient;
         private Consumer<RetryEvent> retryListener;
+        private boolean jobEvents = true;
+        private Duration eventIdleTimeout = Duration.ofSeconds(30);
 
         private Builder() {
         }
@@ -964,9 +1084,10 @@ public final class VoxgateClient {
         }
 
         /**
-         * Runs the HTTP client's work (reading responses, writing streamed audio
-         * into your OutputStream), retry delays and polling callbacks. Default:
-         * the JDK HttpClient's own pool, and the common pool for delays.
+         * Runs the HTTP client's work (reading responses, writing streamed
+         * audio into your OutputStream, job progress callbacks), retry delays
+         * and polling. Default: the JDK HttpClient's own pool, and the common
+         * pool for delays.
          */
         public Builder executor(Executor executor) {
             this.executor = executor;
@@ -986,6 +1107,26 @@ public final class VoxgateClient {
         /** Told before each retry (for logging or metrics); must be quick and not throw. */
         public Builder retryListener(Consumer<RetryEvent> listener) {
             this.retryListener = listener;
+            return this;
+        }
+
+        /**
+         * Whether {@code waitForJob} follows the job's server-sent events
+         * (default true), falling back to polling when they cannot be used;
+         * false: it only polls (for a proxy that buffers event streams).
+         */
+        public Builder jobEvents(boolean enabled) {
+            this.jobEvents = enabled;
+            return this;
+        }
+
+        /**
+         * How long a job's event stream may stay silent before the client
+         * takes the connection for dead and reconnects (default 30 s: voxgate
+         * sends a keep-alive comment every 15 s on a quiet stream).
+         */
+        public Builder eventIdleTimeout(Duration timeout) {
+            this.eventIdleTimeout = positive(timeout, "eventIdleTimeout");
             return this;
         }
 

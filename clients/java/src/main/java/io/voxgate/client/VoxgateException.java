@@ -21,11 +21,13 @@ import java.util.Optional;
  *   <li>{@code connect_failed}: the connection could not be made (after retries);</li>
  *   <li>{@code timeout}: no response headers within the read timeout;</li>
  *   <li>{@code stream_interrupted}: an audio body ended early (voxgate cuts a
- *       stream that fails midway; see {@link #bytesDelivered()});</li>
+ *       stream that fails midway; see {@link #bytesDelivered()}), a job
+ *       download could not be resumed, or a job's event stream dropped more
+ *       than {@code maxRetries} times in a row;</li>
  *   <li>{@code output_error}: the caller's {@code OutputStream} (or file) failed;</li>
  *   <li>{@code io_error}: any other transport failure;</li>
  *   <li>{@code interrupted}: the calling thread was interrupted;</li>
- *   <li>{@code job_wait_timeout}: {@code waitForJob} gave up;</li>
+ *   <li>{@code job_wait_timeout}: {@code watchJob} or {@code waitForJob} gave up waiting;</li>
  *   <li>{@code invalid_response}: a 2xx answer the client could not read;</li>
  *   <li>{@code http_<status>}: an error status without voxgate's error body
  *       (a proxy's HTML page, say).</li>

@@ -341,7 +341,8 @@ class LiveServerTest {
         assertNotNull(job.idempotencyKey(), "the client sent a generated Idempotency-Key");
 
         List<Job> seen = new CopyOnWriteArrayList<>();
-        Job done = client.waitForJob(job.id(), Duration.ofMillis(50), Duration.ofSeconds(90), seen::add);
+        // waitForJob follows the job's events: the poll interval (the fallback's) never comes into play
+        Job done = client.waitForJob(job.id(), Duration.ofMinutes(10), Duration.ofSeconds(90), seen::add);
         assertEquals("succeeded", done.state(), String.valueOf(done.raw()));
         assertTrue(done.isSucceeded());
         assertEquals(1.0, done.fraction());
@@ -378,6 +379,50 @@ class LiveServerTest {
 
         Page<Job> mine = client.listJobs(100, null, "succeeded");
         assertTrue(mine.data().stream().anyMatch(j -> j.id().equals(job.id())));
+    }
+
+    @Test
+    void followsAJobOverServerSentEvents() {
+        StringBuilder text = new StringBuilder();
+        for (int i = 1; i <= 8; i++) {
+            text.append("Sentence ").append(i).append(" of a chapter followed as events. ");
+        }
+        Job job = client.submitJob(JobRequest.builder(text.toString()).engine("sim").format(AudioFormat.WAV).build());
+
+        List<Job> seen = new CopyOnWriteArrayList<>();
+        Job done = client.watchJob(job.id(), Duration.ofSeconds(90), seen::add);
+        assertEquals("succeeded", done.state(), String.valueOf(done.raw()));
+        assertEquals(job.id(), done.id());
+        assertEquals(1.0, done.fraction());
+        assertEquals(done.segmentsTotal(), done.segmentsDone());
+        assertTrue(done.audioSeconds() > 0);
+        assertEquals(done, seen.get(seen.size() - 1), "the last callback is the final job");
+        assertTrue(seen.get(0).fraction() < 1.0, "followed from before the end: " + fractions(seen));
+        int between = 0;
+        for (int i = 1; i < seen.size(); i++) {
+            Job before = seen.get(i - 1);
+            Job now = seen.get(i);
+            assertTrue(now.fraction() >= before.fraction() && now.segmentsDone() >= before.segmentsDone()
+                    && now.audioSeconds() >= before.audioSeconds(), "progress never goes back: " + fractions(seen));
+            assertTrue(!now.state().equals(before.state()) || now.segmentsDone() != before.segmentsDone()
+                    || now.fraction() != before.fraction() || now.audioSeconds() != before.audioSeconds(),
+                    "each callback is a change: " + fractions(seen));
+            if (now.fraction() > 0 && now.fraction() < 1) {
+                between++;
+            }
+        }
+        assertTrue(between >= 2, "progress reported along the way: " + fractions(seen));
+
+        // an ended job: its done event at once, asynchronously
+        Job again = client.watchJobAsync(job.id(), Duration.ofSeconds(30), null).join();
+        assertEquals("succeeded", again.state());
+        assertEquals(done.segmentsDone(), again.segmentsDone());
+
+        VoxgateException unknown = assertThrows(VoxgateException.class,
+                () -> client.watchJob("job_does_not_exist", Duration.ofSeconds(10), null));
+        assertEquals(404, unknown.status());
+        assertEquals("job_not_found", unknown.code());
+        assertNotNull(unknown.requestId());
     }
 
     private static List<Double> fractions(List<Job> jobs) {

@@ -22,8 +22,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -33,27 +31,8 @@ import org.junit.jupiter.api.Timeout;
  * checks a real overload.)
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
-class RetryTest {
+class RetryTest extends StubServerTest {
     private static final byte[] AUDIO = "RIFF....WAVEfmt ".getBytes(StandardCharsets.US_ASCII);
-
-    private StubServer stub;
-    private final List<RetryEvent> retries = new CopyOnWriteArrayList<>();
-
-    @BeforeEach
-    void start() throws IOException {
-        stub = new StubServer();
-    }
-
-    @AfterEach
-    void stop() {
-        stub.close();
-    }
-
-    private VoxgateClient.Builder client() {
-        return VoxgateClient.builder().baseUrl(stub.url()).apiKey("vg_test_key").maxRetries(3)
-                .initialBackoff(Duration.ofMillis(20)).maxBackoff(Duration.ofMillis(200))
-                .readTimeout(Duration.ofSeconds(20)).retryListener(retries::add);
-    }
 
     private static Answer audio() {
         return Answer.of(200).header("Content-Type", "audio/wav").header("X-Sample-Rate", "24000")

@@ -7,6 +7,7 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -32,6 +33,7 @@ final class StubServer implements AutoCloseable {
         final List<byte[]> chunks = new ArrayList<>();
         long delayBeforeHeadersMs;
         long delayBetweenChunksMs;
+        long declaredLength = -1;
 
         Answer(int status) {
             this.status = status;
@@ -74,6 +76,15 @@ final class StubServer implements AutoCloseable {
             delayBetweenChunksMs = ms;
             return this;
         }
+
+        /**
+         * Announces a {@code Content-Length} of {@code length} but sends only
+         * the chunks, then closes the connection: a body cut midway.
+         */
+        Answer cutShortOf(long length) {
+            declaredLength = length;
+            return this;
+        }
     }
 
     /** What arrived. */
@@ -109,6 +120,13 @@ final class StubServer implements AutoCloseable {
         return "http://127.0.0.1:" + server.getAddress().getPort();
     }
 
+    /** A client for this server with fast retries (3, 20-200 ms), reporting each retry to {@code retries}. */
+    VoxgateClient.Builder client(List<RetryEvent> retries) {
+        return VoxgateClient.builder().baseUrl(url()).apiKey("vg_test_key").maxRetries(3)
+                .initialBackoff(Duration.ofMillis(20)).maxBackoff(Duration.ofMillis(200))
+                .readTimeout(Duration.ofSeconds(20)).retryListener(retries::add);
+    }
+
     private void handle(HttpExchange ex) throws IOException {
         byte[] body = ex.getRequestBody().readAllBytes();
         received.add(new Received(System.nanoTime(), ex.getRequestMethod(), ex.getRequestURI().toString(),
@@ -117,6 +135,7 @@ final class StubServer implements AutoCloseable {
         if (a == null) {
             a = Answer.error(500, "script_exhausted", null);
         }
+        boolean cut = false;
         try {
             sleep(a.delayBeforeHeadersMs);
             a.headers.forEach((k, v) -> ex.getResponseHeaders().add(k, v));
@@ -125,7 +144,23 @@ final class StubServer implements AutoCloseable {
             for (byte[] c : a.chunks) {
                 length += c.length;
             }
-            ex.sendResponseHeaders(a.status, chunked ? 0 : (length == 0 ? -1 : length));
+            ex.sendResponseHeaders(a.status, a.declaredLength >= 0 ? a.declaredLength
+                    : chunked ? 0 : (length == 0 ? -1 : length));
+            if (a.declaredLength >= 0) {
+                OutputStream out = ex.getResponseBody();
+                for (int i = 0; i < a.chunks.size(); i++) {
+                    if (i > 0) {
+                        sleep(a.delayBetweenChunksMs);
+                    }
+                    out.write(a.chunks.get(i));
+                    out.flush();
+                }
+                sleep(100); // let the client take what was sent, then cut
+                // Closing the short stream would leave the connection open; an
+                // exception out of the handler makes the server close it.
+                cut = true;
+                throw new IOException("cut short on purpose");
+            }
             try (OutputStream out = ex.getResponseBody()) {
                 for (int i = 0; i < a.chunks.size(); i++) {
                     if (i > 0) {
@@ -136,9 +171,14 @@ final class StubServer implements AutoCloseable {
                 }
             }
         } catch (IOException e) {
+            if (cut) {
+                throw e;
+            }
             // the client went away (a cancelled call): nothing to answer
         } finally {
-            ex.close();
+            if (!cut) {
+                ex.close();
+            }
         }
     }
 
