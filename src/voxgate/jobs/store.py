@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, func, or_, select, update
@@ -22,13 +22,6 @@ from voxgate.jobs.model import Job, JobSpec, JobState, new_job_id, segment_key, 
 from voxgate.store.blobs import BlobStore
 from voxgate.store.db import Database
 from voxgate.store.models import JobRow, JobSegmentRow, utcnow
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; they were stored in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 class JobStore:
@@ -186,8 +179,7 @@ class JobStore:
 
     async def lease_expiry(self, job_id: str) -> datetime | None:
         async with self.db.session() as session:
-            value = await session.scalar(select(JobRow.lease_expires_at).where(JobRow.id == job_id))
-        return aware(value)
+            return await session.scalar(select(JobRow.lease_expires_at).where(JobRow.id == job_id))
 
     async def requeue_expired(self) -> list[str]:
         """Jobs whose runner stopped renewing (it died) go back to the queue."""
@@ -419,9 +411,4 @@ class JobStore:
 
 
 def _job(row: JobRow) -> Job:
-    job = Job.from_row(row)
-    job.created_at = aware(job.created_at) or job.created_at
-    job.started_at = aware(job.started_at)
-    job.finished_at = aware(job.finished_at)
-    job.expires_at = aware(job.expires_at)
-    return job
+    return Job.from_row(row)

@@ -25,7 +25,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypedDict
 
 from sqlalchemy import func, select, update
@@ -98,13 +98,6 @@ def looks_like_key(token: str) -> bool:
 # -- records -------------------------------------------------------------------------
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns; they are UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Tenant:
     id: str
@@ -115,7 +108,7 @@ class Tenant:
     @classmethod
     def of(cls, row: TenantRow) -> Tenant:
         limits = Limits(row.requests_per_minute, row.characters_per_day)
-        return cls(row.id, row.name, limits, _aware(row.created_at) or utcnow())
+        return cls(row.id, row.name, limits, row.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +136,9 @@ class ApiKey:
             prefix=row.prefix,
             admin=row.admin,
             limits=Limits(row.requests_per_minute, row.characters_per_day),
-            created_at=_aware(row.created_at) or utcnow(),
-            last_used_at=_aware(row.last_used_at),
-            revoked_at=_aware(row.revoked_at),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
         )
 
 
