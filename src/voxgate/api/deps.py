@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 
 from voxgate import errors
+from voxgate.api.limits import caller
 from voxgate.config import Settings
 from voxgate.engines.registry import EngineRegistry
 from voxgate.errors import RequestError
@@ -22,7 +23,7 @@ from voxgate.serving.admission import Priority
 from voxgate.serving.auth import admin_only
 from voxgate.serving.cache import CachePolicy
 from voxgate.serving.keys import KeyStore
-from voxgate.serving.principal import Principal, anonymous
+from voxgate.serving.principal import Principal
 from voxgate.voices.library import VoiceLibrary
 from voxgate.voices.model import Actor
 
@@ -64,10 +65,7 @@ async def library(request: Request) -> VoiceLibrary:
 
 def principal(request: Request) -> Principal:
     """Who is calling, as authentication found (anonymous when auth is off)."""
-    found = request_state(request).get("principal")
-    if isinstance(found, Principal):
-        return found
-    return anonymous(request.client.host if request.client else "")
+    return caller(request.scope)
 
 
 def tenant(request: Request) -> str:

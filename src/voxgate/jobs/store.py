@@ -43,11 +43,9 @@ class JobStore:
         idempotency_key: str | None,
     ) -> tuple[Job, bool]:
         """A new queued job, or the tenant's existing one with the same
-        idempotency key (and False: nothing new was created)."""
-        if idempotency_key is not None:
-            existing = await self.get_by_idempotency(tenant, idempotency_key)
-            if existing is not None:
-                return existing, False
+        idempotency key (and False: nothing new was created). The caller
+        looks the key up first (before charging the quota); the unique index
+        settles a submission racing it."""
         job_id = new_job_id()
         payload = json.dumps(list(segments), ensure_ascii=False).encode()
         await asyncio.to_thread(self.blobs.put, text_key(job_id), payload)

@@ -16,7 +16,6 @@ deletion are written to the audit log in the same transaction as the change.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 
 from voxgate import errors
 from voxgate.audio.intake import Intake, IntakeReport, intake
+from voxgate.audio.intake import digest as sample_digest
 from voxgate.audio.prompt import PromptAudio, decode_audio
 from voxgate.config import Settings
 from voxgate.engines.base import Engine
@@ -469,7 +469,7 @@ class VoiceLibrary:
                 param="recording",
             )
         prompt = PromptAudio(samples, rate)
-        digest = await asyncio.to_thread(_digest, prompt)
+        digest = await asyncio.to_thread(sample_digest, samples, rate)
         key = f"consents/{digest[:2]}/{digest}.wav"
         await asyncio.to_thread(self.blobs.put, key, prompt.wav())
         row = ConsentRow(
@@ -581,8 +581,3 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
         if tag and tag not in out:
             out.append(tag)
     return out[:MAX_TAGS]
-
-
-def _digest(prompt: PromptAudio) -> str:
-    pcm = prompt.pcm16(prompt.sample_rate)
-    return hashlib.sha256(pcm + str(prompt.sample_rate).encode()).hexdigest()

@@ -128,8 +128,6 @@ async def list_voices(
             for v in voices
             if language is None or (v.language or "").lower().startswith(language.lower())
         ]
-    elif type in (None, "audio_sample") and more:
-        more = True
     return VoiceList(
         data=page,
         has_more=more,
