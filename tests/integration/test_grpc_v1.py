@@ -229,6 +229,24 @@ def test_streaming_synthesize_speaks_before_the_text_is_done(
     assert usage.first_audio_ms < usage.total_ms
 
 
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("AUDIO_FORMAT_OPUS", "opus"), ("AUDIO_FORMAT_PCM", "pcm")]
+)
+def test_every_method_reports_the_formats_media_type(
+    v1: Stubs, channel: grpc.Channel, gateway: Gateway, fmt: str, name: str
+) -> None:
+    request = v1.pb.SynthesizeRequest(text="Hello there.", engine="sim", format=getattr(v1.pb, fmt))
+    metadata = gateway.metadata()
+    streamed = _call(v1, channel, "SynthesizeStream", request, metadata=metadata)[0].info
+    session = _call(v1, channel, "StreamingSynthesize", request, metadata=metadata)[0].info
+    auth = {"Authorization": f"Bearer {gateway.keys['tenant-a']}"}
+    body = {"text": "Hello there.", "engine": "sim", "format": name}
+    http = httpx.post(f"{gateway.server.url}/v1/tts", json=body, headers=auth, timeout=30)
+    assert http.status_code == 200, http.text
+    assert session.format == streamed.format == getattr(v1.pb, fmt)
+    assert session.media_type == streamed.media_type == http.headers["content-type"]
+
+
 def test_cancelling_a_session_frees_the_engine(
     v1: Stubs, channel: grpc.Channel, gateway: Gateway
 ) -> None:

@@ -17,7 +17,7 @@ call, the daily quota through the request's principal, and each call in
 the Prometheus metrics and the access log with the route
 ``grpc:/voxgate.v1.Speech/<Method>`` (obs/calls.py).
 
-Failures are statuses (the table in :mod:`voxgate.grpc.cosyvoice_service`)
+Failures are statuses (the table in :mod:`voxgate.grpc.common`)
 with ``voxgate-error-code``, ``voxgate-request-id`` and, where waiting
 helps (RESOURCE_EXHAUSTED, UNAVAILABLE), ``retry-after`` in seconds in the
 trailing metadata. A client that cancels, or whose deadline passes, stops
@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +38,7 @@ import grpc
 
 from voxgate import errors
 from voxgate.audio.formats import AudioFormat
+from voxgate.audio.formats import info as format_info
 from voxgate.audio.intake import intake
 from voxgate.audio.prompt import PromptAudio
 from voxgate.config import Settings
@@ -93,17 +94,62 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def audio_info(synthesis: Synthesis) -> speech_pb2.AudioInfo:
+def audio_info(
+    *,
+    request_id: str,
+    fmt: AudioFormat,
+    sample_rate: int,
+    engine: str,
+    voice: str,
+    warnings: Iterable[str] = (),
+) -> speech_pb2.AudioInfo:
+    """The ``info`` message of every method: the media type is the format's, as on HTTP."""
     return speech_pb2.AudioInfo(
-        request_id=synthesis.request_id,
-        format=_FORMAT_VALUES[synthesis.format],
-        media_type=synthesis.media_type,
-        sample_rate=synthesis.sample_rate,
+        request_id=request_id,
+        format=_FORMAT_VALUES[fmt],
+        media_type=format_info(fmt).media_type,
+        sample_rate=sample_rate,
         channels=1,
+        engine=engine,
+        voice=voice,
+        warnings=list(warnings),
+    )
+
+
+def synthesis_info(synthesis: Synthesis) -> speech_pb2.AudioInfo:
+    return audio_info(
+        request_id=synthesis.request_id,
+        fmt=synthesis.format,
+        sample_rate=synthesis.sample_rate,
         engine=synthesis.engine.name,
         voice=synthesis.voice.label,
         warnings=[n.header() for n in synthesis.notices],
     )
+
+
+def _request_fields(
+    msg: speech_pb2.SynthesizeRequest | speech_pb2.SessionConfig,
+    fmt: AudioFormat,
+    who: Principal,
+    request_id: str,
+) -> dict[str, Any]:
+    """The SynthesisRequest fields a SynthesizeRequest and a SessionConfig share."""
+    return {
+        "voice": msg.voice or None,
+        "engine": msg.engine or msg.model or None,
+        "mode": _enum(msg.mode, _MODES, None, errors.MODE_UNSUPPORTED, "mode"),
+        "instruct": msg.instruct or None,
+        "language": msg.language or None,
+        "speed": msg.speed if msg.HasField("speed") else 1.0,
+        "format": fmt,
+        "sample_rate": msg.sample_rate if msg.HasField("sample_rate") else None,
+        "priority": _enum(
+            msg.priority, _PRIORITIES, Priority.REALTIME, errors.INVALID_REQUEST, "priority"
+        ),
+        "request_id": request_id,
+        "tenant": who.tenant,
+        "principal": who,
+    }
 
 
 def usage_message(usage: Usage) -> speech_pb2.Usage:
@@ -209,7 +255,7 @@ class SpeechService:
             data = await synthesis.read_all()
             rpc.completed()
             return speech_pb2.SynthesizeResponse(
-                info=audio_info(synthesis), audio=data, usage=usage_message(synthesis.usage)
+                info=synthesis_info(synthesis), audio=data, usage=usage_message(synthesis.usage)
             )
         except VoxgateError as exc:
             await rpc.fail(exc)
@@ -232,7 +278,7 @@ class SpeechService:
             Event = speech_pb2.SynthesizeStreamResponse  # noqa: N806
             async with contextlib.aclosing(synthesis.stream()) as chunks:
                 first = await anext(chunks, b"")  # failures so far: a clean status, no info
-                await context.write(Event(info=audio_info(synthesis)))
+                await context.write(Event(info=synthesis_info(synthesis)))
                 if first:
                     await context.write(Event(audio=first))
                 async for data in chunks:
@@ -250,26 +296,14 @@ class SpeechService:
         self, msg: speech_pb2.SynthesizeRequest, who: Principal, request_id: str
     ) -> SynthesisRequest:
         fmt = _enum(msg.format, _FORMATS, AudioFormat.WAV, errors.FORMAT_UNSUPPORTED, "format")
+        fields = _request_fields(msg, fmt, who, request_id)
         req = SynthesisRequest(
             text=msg.text,
-            voice=msg.voice or None,
-            engine=msg.engine or msg.model or None,
-            mode=_enum(msg.mode, _MODES, None, errors.MODE_UNSUPPORTED, "mode"),
-            instruct=msg.instruct or None,
-            language=msg.language or None,
-            speed=msg.speed if msg.HasField("speed") else 1.0,
             pitch=msg.pitch if msg.HasField("pitch") else 0.0,
             volume=msg.volume if msg.HasField("volume") else 1.0,
-            format=fmt,
-            sample_rate=msg.sample_rate if msg.HasField("sample_rate") else None,
             seed=msg.seed,
-            priority=_enum(
-                msg.priority, _PRIORITIES, Priority.REALTIME, errors.INVALID_REQUEST, "priority"
-            ),
             prompt=await self._prompt(msg.reference_audio, msg.reference_text),
-            request_id=request_id,
-            tenant=who.tenant,
-            principal=who,
+            **fields,
         )
         if not req.text.strip():
             raise RequestError(
@@ -359,23 +393,7 @@ class SpeechService:
                 hint="Use AUDIO_FORMAT_PCM or AUDIO_FORMAT_OPUS.",
                 param="format",
             )
-        return SynthesisRequest(
-            text="",
-            voice=config.voice or None,
-            engine=config.engine or config.model or None,
-            mode=_enum(config.mode, _MODES, None, errors.MODE_UNSUPPORTED, "mode"),
-            instruct=config.instruct or None,
-            language=config.language or None,
-            speed=config.speed if config.HasField("speed") else 1.0,
-            format=fmt,
-            sample_rate=config.sample_rate if config.HasField("sample_rate") else None,
-            priority=_enum(
-                config.priority, _PRIORITIES, Priority.REALTIME, errors.INVALID_REQUEST, "priority"
-            ),
-            request_id=request_id,
-            tenant=who.tenant,
-            principal=who,
-        )
+        return SynthesisRequest(text="", **_request_fields(config, fmt, who, request_id))
 
     async def _read(
         self, session: TextSession, context: grpc.aio.ServicerContext, writer: asyncio.Task[None]
@@ -434,18 +452,14 @@ class SpeechService:
             async for data in chunks:
                 if not started:
                     started = True
-                    info = speech_pb2.AudioInfo(
+                    first = audio_info(
                         request_id=session.request_id,
-                        format=_FORMAT_VALUES[session.format],
-                        media_type="audio/pcm"
-                        if session.format is AudioFormat.PCM
-                        else "audio/ogg",
+                        fmt=session.format,
                         sample_rate=session.sample_rate,
-                        channels=1,
                         engine=session.engine.name,
                         voice=session.voice.label,
                     )
-                    await context.write(Event(info=info))
+                    await context.write(Event(info=first))
                 await context.write(Event(audio=data))
                 session.touch()
         summary = session.summary()
