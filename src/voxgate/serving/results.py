@@ -329,6 +329,7 @@ class CachedSynthesis(Synthesis):
         self._audio_headers: Headers | None = None
         self._max_age: int | None = None  # how long the client may keep it; None: no-store
         self._refunded = False
+        self._keys: dict[bool, str | None] = {}  # by shape: If-None-Match asks first
 
     # -- what surfaces call ------------------------------------------------------------
 
@@ -486,6 +487,11 @@ class CachedSynthesis(Synthesis):
             await self.route.refund()
 
     async def _key(self, whole: bool) -> str | None:
+        if whole not in self._keys:
+            self._keys[whole] = await self._compute_key(whole)
+        return self._keys[whole]
+
+    async def _compute_key(self, whole: bool) -> str | None:
         request = self.request
         if request.text_stream is not None:
             return None

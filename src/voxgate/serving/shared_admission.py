@@ -367,13 +367,17 @@ class SharedAdmission:
         tenant = tenant.replace("|", "%7C")  # the scripts split members on "|"
         started = time.monotonic()
         deadline = started + max_wait_s
-        await self._learn_hold()
         mode = "arrive"
         try:
             while True:
                 status, ahead = await self._step(waiter, tenant, priority, mode)
                 if status == 1:
                     return self._granted(waiter, tenant, priority, started)
+                if mode == "arrive":
+                    # Only a request that must wait or be refused needs the
+                    # mean hold (expected wait, Retry-After): one round trip
+                    # less for every request granted at once.
+                    await self._learn_hold()
                 if status == -1:
                     raise self._refuse("is at capacity and its queue is full", ahead)
                 if status == -2:
