@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -17,6 +17,7 @@ from rich.table import Table
 
 from voxgate import __version__
 from voxgate.audio.formats import AudioFormat, from_extension
+from voxgate.cli_errors import fail as _fail
 from voxgate.config import load_settings
 from voxgate.engines.base import Mode
 from voxgate.errors import VoxgateError
@@ -41,13 +42,6 @@ UrlOpt = Annotated[
     str | None,
     typer.Option("--url", help="Talk to a running server (e.g. http://127.0.0.1:8080)."),
 ]
-
-
-def _fail(code: str, message: str, hint: str | None, status: int = 400) -> NoReturn:
-    err.print(f"[bold red]error[/] {escape(f'[{code}]')} {escape(message)}")
-    if hint:
-        err.print(f"[dim]hint:[/] {escape(hint)}")
-    raise typer.Exit(2 if 400 <= status < 500 else 1)
 
 
 @app.command()

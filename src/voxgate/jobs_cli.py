@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+from voxgate.cli_errors import fail
 from voxgate.client import Client, VoxgateError
 from voxgate.client.types import Job
 
@@ -31,11 +32,8 @@ def _client(url: str) -> Client:
     return Client(url)
 
 
-def _fail(error: VoxgateError) -> None:
-    err.print(f"[bold red]error[/] {error.code}: {error.message}")
-    if error.hint:
-        err.print(f"[dim]hint:[/] {error.hint}")
-    raise typer.Exit(2 if 400 <= (error.status or 0) < 500 else 1)
+def _fail(error: VoxgateError) -> NoReturn:
+    fail(error.code or "error", error.message, error.hint, error.status or 0)
 
 
 def _show(job: Job, as_json: bool) -> None:

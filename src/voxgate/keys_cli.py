@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from voxgate.cli_errors import fail
 from voxgate.config import load_settings
 from voxgate.errors import VoxgateError
 from voxgate.serving.keys import ApiKey, KeyStore, Tenant, TenantChanges
@@ -67,10 +68,7 @@ def _run(config: Path | None, work: Callable[[KeyStore], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except VoxgateError as exc:
-        err.print(f"[bold red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}")
-        if exc.hint:
-            err.print(f"[dim]hint:[/] {escape(exc.hint)}")
-        raise typer.Exit(2 if exc.status < 500 else 1) from None
+        fail(exc.code, exc.message, exc.hint, exc.status)
 
 
 def _when(value: datetime | None) -> str:
