@@ -271,7 +271,6 @@ class WorkerEngine(Engine):
             for url in self.urls:
                 self._add(url, url)
             await asyncio.gather(*(self._probe(w) for w in list(self._workers.values())))
-            self._tasks.append(asyncio.create_task(self._health_loop(), name=f"{self.name}-health"))
         elif self.served_engine:
             self._registry = WorkerRegistry(self._connect_redis())
             try:
@@ -281,6 +280,8 @@ class WorkerEngine(Engine):
             self._tasks.append(
                 asyncio.create_task(self._discover_loop(), name=f"{self.name}-discovery")
             )
+        if self.urls or self.managed:  # a registry's heartbeats say which workers live
+            self._tasks.append(asyncio.create_task(self._health_loop(), name=f"{self.name}-health"))
         self._ready = True
         if not self.ready and not self.managed:
             log.warning(
@@ -493,6 +494,14 @@ class WorkerEngine(Engine):
     def _routed(self, worker: WorkerState) -> None:
         """A call was just sent to ``worker``."""
 
+    def _observed(self, worker: WorkerState, health: dict[str, Any]) -> None:
+        """The health loop just had a good reply from ``worker`` (ready, not
+        draining, the same process as before).
+
+        The supervisor reads the child's resident memory from it to recycle
+        by ``recycle_rss_mb``: one health request per worker and interval
+        rather than a second loop asking the same question."""
+
     def _call_ended(self, worker: WorkerState) -> None:
         """A call on ``worker`` ended, however it ended."""
         if worker.gone and worker.in_flight == 0:
@@ -621,6 +630,8 @@ class WorkerEngine(Engine):
             # version): what it serves is read again.
             log.info("engine %s: a new worker process answers at %s", self.name, worker.url)
             await self._probe(worker)
+        else:
+            self._observed(worker, health)
 
     async def _discover_loop(self) -> None:
         failing = False

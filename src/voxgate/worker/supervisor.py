@@ -48,14 +48,13 @@ from typing import Any
 from voxgate.config import EngineConfig
 from voxgate.diagnostics import Check
 from voxgate.engines.worker import WorkerEngine, WorkerState
-from voxgate.errors import EngineError, VoxgateError
-from voxgate.worker.client import WorkerFailure, WorkerInfo
-from voxgate.worker.protocol import ProtocolError
+from voxgate.errors import EngineError
+from voxgate.worker.client import WorkerInfo
 from voxgate.worker.server import ENGINE_CONFIG_ENV
 
 log = logging.getLogger(__name__)
 
-_MONITOR_S = 1.0  # how often the current child's memory is read
+_MONITOR_S = 1.0  # how often the children are health-checked (and memory read)
 _STOP_S = 15.0  # an idle child told to stop gets this long before SIGKILL
 _RESTART_MAX_S = 30.0
 
@@ -136,7 +135,6 @@ class SupervisedEngine(WorkerEngine):
         except BaseException:
             await self.close()
             raise
-        self._tasks.append(asyncio.create_task(self._monitor(), name=f"{self.name}-monitor"))
 
     async def close(self) -> None:
         self._closing = True
@@ -334,22 +332,25 @@ class SupervisedEngine(WorkerEngine):
         if limit is not None and child.requests >= limit:
             self._replace(f"it served {child.requests} requests (recycle_after_requests)")
 
-    async def _monitor(self) -> None:
-        """Read the current child's memory; recycle it above the threshold."""
-        while True:
-            await asyncio.sleep(_MONITOR_S)
-            child = self.current
-            if child is None or child.worker is None or child.retiring:
-                continue
-            try:
-                health = await child.worker.client.health()
-            except (WorkerFailure, ProtocolError, VoxgateError):
-                continue  # a dead child is seen by its exit
-            child.rss_bytes = int(health.get("rss_bytes") or 0)
-            limit = self.recycle_rss_mb
-            if limit is not None and child.requests and child.rss_bytes > limit * 2**20:
-                rss = child.rss_bytes / 2**20
-                self._replace(f"its resident memory is {rss:.0f} MB (recycle_rss_mb {limit:g})")
+    async def _check(self, worker: WorkerState) -> None:
+        # A child still starting is probed by _until_ready (its socket may not
+        # be there yet); a retiring one takes no new calls, and its exit is
+        # seen by _watch.
+        if worker.info is None or worker.draining:
+            return
+        await super()._check(worker)
+
+    def _observed(self, worker: WorkerState, health: dict[str, Any]) -> None:
+        """The current child's memory, from the health loop (every _MONITOR_S);
+        recycle it above the threshold."""
+        child = self.current
+        if child is None or child.worker is not worker or child.retiring:
+            return
+        child.rss_bytes = int(health.get("rss_bytes") or 0)
+        limit = self.recycle_rss_mb
+        if limit is not None and child.requests and child.rss_bytes > limit * 2**20:
+            rss = child.rss_bytes / 2**20
+            self._replace(f"its resident memory is {rss:.0f} MB (recycle_rss_mb {limit:g})")
 
     def _accept(self, worker: WorkerState, info: WorkerInfo) -> None:
         # Each child serves the same configuration: whatever it reports is the
