@@ -18,7 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voxgate import errors
 from voxgate.api.errors import error_payload
 from voxgate.errors import VoxgateError
-from voxgate.obs.observer import FinishedRequest, RequestObserver, route_template, trace_context
+from voxgate.obs.observer import (
+    FinishedRequest,
+    RequestObserver,
+    notify,
+    route_template,
+    trace_context,
+)
 
 log = logging.getLogger("voxgate.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -123,7 +129,8 @@ class RequestContext:
             }
             log.info("request", extra=fields)
             if self.observers:
-                self._observe(
+                notify(
+                    self.observers,
                     FinishedRequest(
                         route=route,
                         method=str(scope.get("method", "")),
@@ -133,17 +140,8 @@ class RequestContext:
                         fields=fields,
                         trace_context=trace_context(headers),
                         usage=state.get("usage"),
-                    )
+                    ),
                 )
-
-    def _observe(self, finished: FinishedRequest) -> None:
-        # The response is complete: a failing observer must cost a log line,
-        # never the request (nor an error from the server about it).
-        for observer in self.observers:
-            try:
-                observer.request_finished(finished)
-            except Exception:
-                logging.getLogger("voxgate.obs").exception("observer %r failed", observer)
 
     @staticmethod
     async def _too_large(send: Send, limit: int, setting: str) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from voxgate.obs.observer import FinishedRequest, RequestObserver
+from voxgate.obs.observer import FinishedRequest, RequestObserver, notify
 
 if TYPE_CHECKING:
     from voxgate.pipeline import Usage
@@ -63,8 +63,4 @@ class Call:
             trace_context=self.trace_context,
             usage=usage,
         )
-        for observer in self.observers:
-            try:
-                observer.request_finished(finished)
-            except Exception:  # an observer's failure costs a log line, never the call
-                logging.getLogger("voxgate.obs").exception("observer %r failed", observer)
+        notify(self.observers, finished)

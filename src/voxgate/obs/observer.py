@@ -9,7 +9,8 @@ gateway with no observers pays nothing at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,6 +40,16 @@ class RequestObserver(Protocol):
     def request_started(self) -> None: ...
 
     def request_finished(self, request: FinishedRequest) -> None: ...
+
+
+def notify(observers: Iterable[RequestObserver], finished: FinishedRequest) -> None:
+    """Tell every observer; a failing one costs a log line, never the request
+    (whose response is already complete) nor the other observers."""
+    for observer in observers:
+        try:
+            observer.request_finished(finished)
+        except Exception:
+            logging.getLogger("voxgate.obs").exception("observer %r failed", observer)
 
 
 # Only these request headers reach observers: never credentials or cookies.
