@@ -143,7 +143,55 @@ class _Waiter:
     future: asyncio.Future[None]
 
 
-class Admission:
+class AdmissionLimits:
+    """The limits and refusals both admissions share: this module's, and
+    :class:`~voxgate.serving.shared_admission.SharedAdmission` with its state
+    in Redis. One place for the checks, the realtime reserve's clamp, each
+    class's default wait and how a refusal computes its ``Retry-After``."""
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        max_queue: int,
+        max_wait_s: float,
+        max_wait_batch_s: float | None,
+        reserved_realtime: int,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.name = name
+        self.max_queue = max_queue
+        self.max_wait_s = max_wait_s
+        self.max_wait_batch_s = max_wait_s if max_wait_batch_s is None else max_wait_batch_s
+        self._reserved_wanted = reserved_realtime
+        self._rejected = 0
+        self._set_capacity(capacity)
+
+    def _set_capacity(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        # never more than capacity - 1: batch work must be able to run at all
+        self.reserved_realtime = max(0, min(self._reserved_wanted, self.capacity - 1))
+
+    def _wait_for(self, priority: Priority) -> float:
+        """How long a request of this class may wait for a slot by default."""
+        return self.max_wait_s if priority is Priority.REALTIME else self.max_wait_batch_s
+
+    def _retry_after_s(self, ahead: int, mean_hold_s: float) -> float:
+        """Seconds until ``ahead`` requests (the newcomer included) are likely
+        through, between 1 and 60."""
+        return max(1.0, min(60.0, math.ceil(ahead / self.capacity) * mean_hold_s))
+
+    def _overloaded(self, message: str, retry_after: float) -> Overloaded:
+        self._rejected += 1
+        return Overloaded(
+            message,
+            hint="Retry after the number of seconds in Retry-After, or lower concurrency.",
+            retry_after=retry_after,
+        )
+
+
+class Admission(AdmissionLimits):
     def __init__(
         self,
         name: str,
@@ -154,16 +202,7 @@ class Admission:
         max_wait_batch_s: float | None = None,
         reserved_realtime: int = 0,
     ) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.name = name
-        self.capacity = capacity
-        self.max_queue = max_queue
-        self.max_wait_s = max_wait_s
-        self.max_wait_batch_s = max_wait_s if max_wait_batch_s is None else max_wait_batch_s
-        # never more than capacity - 1: batch work must be able to run at all
-        self._reserved_wanted = reserved_realtime
-        self.reserved_realtime = max(0, min(reserved_realtime, capacity - 1))
+        super().__init__(name, capacity, max_queue, max_wait_s, max_wait_batch_s, reserved_realtime)
         self._in_use = 0
         self._by_tenant: Counter[str] = Counter()
         self._by_priority: Counter[Priority] = Counter()
@@ -175,7 +214,6 @@ class Admission:
         self._vtime: dict[str, int] = {}
         self._clock = 0
         self._admitted = 0
-        self._rejected = 0
         self._mean_hold_s = 1.0  # exponentially weighted; seeds Retry-After
         self._holds_seen = 0
 
@@ -203,8 +241,7 @@ class Admission:
 
     def retry_after(self, priority: Priority = Priority.REALTIME) -> float:
         """Seconds until a slot is likely free for a newcomer of this class."""
-        ahead = self._ahead(priority) + 1
-        return max(1.0, min(60.0, math.ceil(ahead / self.capacity) * self._mean_hold_s))
+        return self._retry_after_s(self._ahead(priority) + 1, self._mean_hold_s)
 
     def expected_wait(self, priority: Priority = Priority.REALTIME) -> float:
         """How long a newcomer of this class would wait, from the measured hold time."""
@@ -222,7 +259,7 @@ class Admission:
         max_wait_s: float | None = None,
     ) -> Lease:
         if max_wait_s is None:
-            max_wait_s = self.max_wait_s if priority is Priority.REALTIME else self.max_wait_batch_s
+            max_wait_s = self._wait_for(priority)
         if self._can_start(priority) and self._ahead(priority) == 0:
             self._take(tenant, priority)
             self._admitted += 1
@@ -271,8 +308,7 @@ class Admission:
     def resize(self, capacity: int) -> None:
         """A new capacity (an engine's workers came or went). Slots held beyond
         a smaller one are kept until released; a larger one admits waiters now."""
-        self.capacity = max(1, capacity)
-        self.reserved_realtime = max(0, min(self._reserved_wanted, self.capacity - 1))
+        self._set_capacity(capacity)
         self._dispatch()
 
     # -- internals ---------------------------------------------------------------
@@ -375,9 +411,4 @@ class Admission:
         raise self._refuse(f"engine {self.name!r} is at capacity and its queue is full", priority)
 
     def _refuse(self, message: str, priority: Priority) -> Overloaded:
-        self._rejected += 1
-        return Overloaded(
-            message,
-            hint="Retry after the number of seconds in Retry-After, or lower concurrency.",
-            retry_after=self.retry_after(priority),
-        )
+        return self._overloaded(message, self.retry_after(priority))

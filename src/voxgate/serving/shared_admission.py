@@ -35,7 +35,7 @@ import uuid
 from typing import Any
 
 from voxgate.errors import Overloaded
-from voxgate.serving.admission import AdmissionStats, Lease, Priority
+from voxgate.serving.admission import AdmissionLimits, AdmissionStats, Lease, Priority
 from voxgate.serving.redis import RedisConnection
 from voxgate.store.models import DEFAULT_TENANT
 
@@ -276,7 +276,7 @@ class SharedLease(Lease):
         self.member = member
 
 
-class SharedAdmission:
+class SharedAdmission(AdmissionLimits):
     """The same contract as :class:`~voxgate.serving.admission.Admission`,
     with its state in Redis (see the module docstring)."""
 
@@ -294,15 +294,7 @@ class SharedAdmission:
         waiter_ttl_s: float = 2.0,
         poll_s: float = 0.015,
     ) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.name = name
-        self.capacity = capacity
-        self.max_queue = max_queue
-        self.max_wait_s = max_wait_s
-        self.max_wait_batch_s = max_wait_s if max_wait_batch_s is None else max_wait_batch_s
-        self._reserved_wanted = reserved_realtime
-        self.reserved_realtime = max(0, min(reserved_realtime, capacity - 1))
+        super().__init__(name, capacity, max_queue, max_wait_s, max_wait_batch_s, reserved_realtime)
         self.lease_ttl_s = lease_ttl_s
         self.waiter_ttl_s = waiter_ttl_s
         self.poll_s = poll_s
@@ -319,7 +311,6 @@ class SharedAdmission:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._admitted = 0
-        self._rejected = 0
         self._in_use = 0  # last seen, across every gateway
         self._waiting = {p.name.lower(): 0 for p in Priority}
 
@@ -350,8 +341,7 @@ class SharedAdmission:
     def retry_after(
         self, priority: Priority = Priority.REALTIME, ahead: int | None = None
     ) -> float:
-        ahead = (self.waiting if ahead is None else ahead) + 1
-        return max(1.0, min(60.0, math.ceil(ahead / self.capacity) * self._mean_hold))
+        return self._retry_after_s((self.waiting if ahead is None else ahead) + 1, self._mean_hold)
 
     async def acquire(
         self,
@@ -361,7 +351,7 @@ class SharedAdmission:
         max_wait_s: float | None = None,
     ) -> SharedLease:
         if max_wait_s is None:
-            max_wait_s = self.max_wait_s if priority is Priority.REALTIME else self.max_wait_batch_s
+            max_wait_s = self._wait_for(priority)
         self._ensure_renewer()
         waiter = uuid.uuid4().hex
         tenant = tenant.replace("|", "%7C")  # the scripts split members on "|"
@@ -408,8 +398,7 @@ class SharedAdmission:
     def resize(self, capacity: int) -> None:
         """A new capacity (an engine's workers came or went): every script
         reads it from its arguments, so the next poll or release applies it."""
-        self.capacity = max(1, capacity)
-        self.reserved_realtime = max(0, min(self._reserved_wanted, self.capacity - 1))
+        self._set_capacity(capacity)
 
     async def close(self) -> None:
         if self._renewer is not None:
@@ -480,12 +469,7 @@ class SharedAdmission:
         self._spawn(self._release_script(keys=self._keys, args=argv))
 
     def _refuse(self, why: str, ahead: int) -> Overloaded:
-        self._rejected += 1
-        return Overloaded(
-            f"engine {self.name!r} {why}",
-            hint="Retry after the number of seconds in Retry-After, or lower concurrency.",
-            retry_after=self.retry_after(ahead=ahead),
-        )
+        return self._overloaded(f"engine {self.name!r} {why}", self.retry_after(ahead=ahead))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
