@@ -29,6 +29,8 @@ Scenarios:
               engine on one `voxgate worker` and on two
   gc          full garbage collections in the server under 32 streams, with the
               start-up heap frozen (the default) and without
+  shared_admission  one admission decision shared through Redis: acquire time
+              on a free engine
 """
 
 from __future__ import annotations
@@ -790,6 +792,34 @@ async def gc_pauses() -> dict[str, Any]:
     return {"scenario": "gc", "engine": OVERHEAD_ENGINE, "rows": rows, "gc": collections}
 
 
+async def shared_admission() -> dict[str, Any]:
+    """The cost of one admission decision shared through Redis: 2,000
+    acquire + release pairs on a free engine, one at a time, against the
+    machine's Redis (``VOXGATE_REDIS_URL``, default the loopback one)."""
+    from voxgate.serving.redis import RedisConnection
+    from voxgate.serving.shared_admission import SharedAdmission
+
+    url = os.environ.get("VOXGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis = RedisConnection(url, f"vgbench:{os.getpid()}:")
+    admission = SharedAdmission("bench", 8, 64, 5.0, redis=redis)
+    try:
+        for _ in range(100):  # warm-up: scripts loaded, connections open
+            (await admission.acquire()).release()
+        times = []
+        for _ in range(2000):
+            started = time.perf_counter()
+            lease = await admission.acquire()
+            times.append(time.perf_counter() - started)
+            lease.release()
+        await asyncio.sleep(0.2)  # releases run in the background
+        calls = np.array(times) * 1000
+    finally:
+        await admission.close()
+        await redis.close()
+    row = {f"p{p}_ms": round(float(np.percentile(calls, p)), 3) for p in (50, 90, 99)}
+    return {"scenario": "shared_admission", "acquires": len(calls), "acquire": row}
+
+
 SCENARIOS: dict[str, Scenario] = {
     "espeak": espeak,
     "overhead": overhead,
@@ -804,6 +834,7 @@ SCENARIOS: dict[str, Scenario] = {
     "grpc": grpc_overhead,
     "jobs": jobs,
     "gc": gc_pauses,
+    "shared_admission": shared_admission,
 }
 
 
@@ -821,6 +852,9 @@ def show(result: dict[str, Any]) -> None:
         print("|---|---|")
         for r in result["rows"]:
             print(f"| {r['path']} | {', '.join(map(str, r['first_chunk_ms']))} |")
+        return
+    if name == "shared_admission":
+        print(json.dumps(result["acquire"]))
         return
     if name == "soak":
         print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=2))
